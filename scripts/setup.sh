@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package AIMLFW-LLMOps needs to build, test and fuzz.
+# Idempotent: packages already present are skipped by apt; safe to run again.
+set -euo pipefail
+
+PKGS=(
+  build-essential make pkg-config
+  clang libclang-rt-14-dev          # libFuzzer + sanitizer runtimes
+  libjansson-dev                    # JSON
+  libyaml-dev                       # YAML configuration
+  libsodium-dev                     # SHA-256 and other primitives
+  python3 python3-numpy python3-torch  # independent reference implementations in tests
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,26 @@
+/* Internal interface of the `llmops` command-line tool. */
+#ifndef LLMOPS_CLI_H
+#define LLMOPS_CLI_H
+
+#include <stdio.h>
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *out);
+} cli_command;
+
+int cmd_inspect(int argc, char **argv);
+void usage_inspect(FILE *out);
+int cmd_convert(int argc, char **argv);
+void usage_convert(FILE *out);
+
+/* 1 when argv holds -h or --help. */
+int cli_wants_help(int argc, char **argv);
+/* Prints "llmops: error: MSG" to stderr and returns exit code 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints a usage error plus a pointer to --help; returns exit code 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

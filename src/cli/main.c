@@ -1,0 +1,118 @@
+/*
+ * llmops — the AIMLFW-LLMOps command-line tool. One binary, one subcommand
+ * per capability; every subcommand is a thin layer over a library call.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "llmops/log.h"
+
+#define LLMOPS_VERSION "0.1.0"
+
+static int cmd_version(int argc, char **argv);
+static void usage_version(FILE *out) { fprintf(out, "usage: llmops version\n\nPrints the version.\n"); }
+
+static const cli_command k_commands[] = {
+    {"inspect", "show the metadata and tensor table of a model file or folder", cmd_inspect, usage_inspect},
+    {"convert", "convert llama2.c / Hugging Face models to GGUF, and GGUF to Hugging Face", cmd_convert, usage_convert},
+    {"version", "print the version", cmd_version, usage_version},
+};
+#define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("llmops %s\n", LLMOPS_VERSION);
+    return 0;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "llmops %s — AIMLFW-LLMOps: the LLM lifecycle for the O-RAN SC AI/ML Framework\n\n"
+            "usage: llmops [--log-level LEVEL] <command> [options]\n\ncommands:\n",
+            LLMOPS_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
+    fprintf(out, "\n'llmops <command> --help' describes each command.\n"
+                 "LEVEL is error, warn, info, debug or trace (default warn; also $LLMOPS_LOG).\n");
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    }
+    return 0;
+}
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("llmops: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "llmops %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'llmops %s --help'.\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) return cmd_version(0, NULL);
+        if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
+            llmops_log_level lv;
+            if (!llmops_log_parse_level(argv[i + 1], &lv)) {
+                fprintf(stderr, "llmops: unknown log level '%s'\n", argv[i + 1]);
+                return 2;
+            }
+            llmops_log_set_level(lv);
+            i += 2;
+            continue;
+        }
+        fprintf(stderr, "llmops: unknown option '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[i], "help")) {
+        if (i + 1 < argc)
+            for (size_t k = 0; k < N_COMMANDS; k++)
+                if (!strcmp(argv[i + 1], k_commands[k].name)) {
+                    k_commands[k].usage(stdout);
+                    return 0;
+                }
+        usage(stdout);
+        return 0;
+    }
+    for (size_t k = 0; k < N_COMMANDS; k++) {
+        if (strcmp(argv[i], k_commands[k].name)) continue;
+        if (cli_wants_help(argc - i, argv + i)) {
+            k_commands[k].usage(stdout);
+            return 0;
+        }
+        optind = 1;
+        return k_commands[k].run(argc - i, argv + i);
+    }
+    fprintf(stderr, "llmops: unknown command '%s'\n\n", argv[i]);
+    usage(stderr);
+    return 2;
+}
