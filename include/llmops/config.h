@@ -56,8 +56,13 @@
  * for example "job.yaml:12:7: datasets[2].path: expected a string, got a mapping". A missing
  * required key points at the mapping that should contain it. YAML syntax errors read
  * "FILE:LINE:COL: <libyaml's problem>". Status codes: LLMOPS_ERR_FORMAT for YAML syntax,
- * LLMOPS_ERR_CONFIG for schema violations (and duplicate keys), LLMOPS_ERR_LIMIT for caps,
- * LLMOPS_ERR_NOMEM, LLMOPS_ERR_IO, and LLMOPS_ERR_INTERNAL for a bad schema (a bug in the caller).
+ * LLMOPS_ERR_CONFIG for schema violations (and duplicate or non-scalar keys), LLMOPS_ERR_LIMIT for
+ * caps, LLMOPS_ERR_UNSUPPORTED for tags and merge keys, LLMOPS_ERR_NOMEM, LLMOPS_ERR_IO, and
+ * LLMOPS_ERR_INTERNAL for a bad schema (a bug in the caller).
+ *
+ * Thread safety: no global state; one llmops_config may be read from several threads at once.
+ * Floats are read with strtod, so the C locale's '.' is assumed (the default unless the program
+ * calls setlocale(LC_NUMERIC, ...)).
  */
 #ifndef LLMOPS_CONFIG_H
 #define LLMOPS_CONFIG_H
@@ -224,6 +229,7 @@ const llmops_config_node *llmops_config_get(const llmops_config *cfg, const char
 /* The same, below `node`. */
 const llmops_config_node *llmops_config_node_get(const llmops_config_node *node, const char *path);
 
+/* `node` must not be NULL for these three. */
 llmops_config_node_kind llmops_config_node_kind_of(const llmops_config_node *node);
 /* 1-based position of the node's first character. */
 unsigned llmops_config_node_line(const llmops_config_node *node);

@@ -868,6 +868,8 @@ llmops_status llmops_arch_from_gguf(const llmops_gguf *g, llmops_arch *a, llmops
     if (!llmops_gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &id, NULL)) eos = (int)id;
     a->bos_token_id = bos;
     a->eos_token_id = eos;
+    if (!llmops_gguf_get_u64(g, "tokenizer.ggml.padding_token_id", &id, NULL) && id <= INT32_MAX)
+        a->pad_token_id = (int64_t)id;
     a->tie_embeddings = llmops_gguf_find_tensor(g, "output.weight") == NULL;
     switch (a->family) {
     case LLMOPS_ARCH_LLAMA:
@@ -984,6 +986,7 @@ static json_t *hf_config_json(const llmops_arch *a) {
     SET("tie_word_embeddings", json_boolean(a->tie_embeddings));
     if (a->bos_token_id >= 0) SET("bos_token_id", json_integer(a->bos_token_id));
     if (a->eos_token_id >= 0) SET("eos_token_id", json_integer(a->eos_token_id));
+    if (a->pad_token_id >= 0) SET("pad_token_id", json_integer(a->pad_token_id));
     SET("torch_dtype", json_string("float32"));
 #undef SET
     if (bad) {

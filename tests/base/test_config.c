@@ -698,6 +698,28 @@ TEST(config_alloc_failures) {
         fired_count++;
     }
     CHECK(fired_count >= 5);
+    /* a mapping big enough for the sorted duplicate check, parsed without a schema */
+    llmops_buf big;
+    llmops_buf_init(&big, 1 << 20);
+    CHECK_OK(llmops_buf_puts(&big, "s: &s text\n", &err), err);
+    for (int i = 0; i < 40; i++) CHECK_OK(llmops_buf_printf(&big, &err, "key%d: &a%d [v, *s]\n", i, i), err);
+    CHECK_OK(llmops_buf_puts(&big, "key5: dup\n", &err), err);
+    long live_big = llmops_alloc_live();
+    for (n = 0;; n++) {
+        llmops_config *cfg = NULL;
+        llmops_alloc_fail_nth(n);
+        llmops_status st = llmops_config_parse_buffer(big.data, big.len, "big.yaml", NULL, &cfg, &err);
+        int fired = llmops_alloc_failure_fired();
+        llmops_alloc_fail_nth(-1);
+        CHECK_MSG(st == LLMOPS_ERR_CONFIG || st == LLMOPS_ERR_NOMEM, "n=%ld: %s", n, err.msg);
+        CHECK(cfg == NULL);
+        CHECK_EQ_INT(llmops_alloc_live(), live_big);
+        if (!fired) {
+            CHECK(strstr(err.msg, "big.yaml:42:1: key5: duplicate key (first defined at line 7, column 1)"));
+            break;
+        }
+    }
+    llmops_buf_free(&big);
     /* the same for the docs writer and a failing bind into a separate part */
     for (n = 0;; n++) {
         llmops_buf out;
