@@ -27,12 +27,12 @@ ifeq ($(WERROR),1)
 endif
 CFLAGS ?=
 CFLAGS += $(CSTD) $(OPT) $(WARN)
-LDLIBS := -ljansson -lyaml -lsodium -lpthread -lm
+LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lpthread -lm
 LDFLAGS += $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c))
+LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c tests/tokenizer/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

@@ -9,7 +9,9 @@ PKGS=(
   libjansson-dev                    # JSON
   libyaml-dev                       # YAML configuration
   libsodium-dev                     # SHA-256 and other primitives
+  libutf8proc-dev                   # Unicode categories, NFD, case mapping (tokenizers)
   python3 python3-numpy python3-torch  # independent reference implementations in tests
+  python3-jinja2                    # the chat-template oracle in tests
 )
 
 missing=()

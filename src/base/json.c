@@ -98,7 +98,7 @@ llmops_status llmops_json_opt_int(const json_t *obj, const char *key, int64_t *o
     /* 1e5 or 4096.0 written by Python: accept when integral */
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(int64_t)d) {
+        if (d >= -0x1p63 && d < 0x1p63 && d == (double)(int64_t)d) { /* the cast is UB outside int64 */
             *out = (int64_t)d;
             return LLMOPS_OK;
         }

@@ -15,6 +15,10 @@ int cmd_inspect(int argc, char **argv);
 void usage_inspect(FILE *out);
 int cmd_convert(int argc, char **argv);
 void usage_convert(FILE *out);
+int cmd_tokenize(int argc, char **argv);
+void usage_tokenize(FILE *out);
+int cmd_detokenize(int argc, char **argv);
+void usage_detokenize(FILE *out);
 
 /* 1 when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

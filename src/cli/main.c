@@ -18,6 +18,8 @@ static void usage_version(FILE *out) { fprintf(out, "usage: llmops version\n\nPr
 static const cli_command k_commands[] = {
     {"inspect", "show the metadata and tensor table of a model file or folder", cmd_inspect, usage_inspect},
     {"convert", "convert llama2.c / Hugging Face models to GGUF, and GGUF to Hugging Face", cmd_convert, usage_convert},
+    {"tokenize", "split text into the token ids of a model's tokenizer", cmd_tokenize, usage_tokenize},
+    {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
     {"version", "print the version", cmd_version, usage_version},
 };
 #define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])

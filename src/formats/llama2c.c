@@ -34,8 +34,8 @@ static size_t layout(const l2c_config *c, int version, int shared, l2c_spec *out
     uint64_t S = (uint64_t)c->seq_len;
     size_t n = 0;
 #define ADD(nm, nd, a, b, cc) out[n++] = (l2c_spec){nm, nd, {a, b, cc}}
-    ADD("token_embedding_table", 2, V, d, 0);
     if (version == 0) {
+        ADD("token_embedding_table", 2, V, d, 0);
         ADD("rms_att_weight", 2, L, d, 0);
         ADD("wq", 3, L, d, d);
         ADD("wk", 3, L, kv, d);
@@ -49,9 +49,11 @@ static size_t layout(const l2c_config *c, int version, int shared, l2c_spec *out
         ADD("freq_cis_real", 2, S, hs / 2, 0);
         ADD("freq_cis_imag", 2, S, hs / 2, 0);
     } else {
+        /* export.py version1_export: the norms first, then the embedding */
         ADD("rms_att_weight", 2, L, d, 0);
         ADD("rms_ffn_weight", 2, L, d, 0);
         ADD("rms_final_weight", 1, d, 0, 0);
+        ADD("token_embedding_table", 2, V, d, 0);
         ADD("wq", 3, L, d, d);
         ADD("wk", 3, L, kv, d);
         ADD("wv", 3, L, kv, d);

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <string.h>
 #include <strings.h>
 
@@ -185,6 +186,22 @@ static float load_float(int t, const uint8_t *p) {
     }
 }
 
+/*
+ * F64 → F16/BF16 through float must not round twice (1 + 2^-11 + 2^-40 would
+ * land on a half tie and go to even). Narrowing to float with round-to-odd
+ * keeps the information the second rounding needs: float has 13 more bits
+ * than F16 and 16 more than BF16, so the final RNE is the correct one.
+ */
+static float f64_to_f32_odd(const uint8_t *p) {
+    double d;
+    memcpy(&d, p, 8);
+    float f = (float)d;
+    if (!isfinite(f) || (double)f == d) return f;
+    uint32_t u = f32_bits(f);
+    if (fabs((double)f) > fabs(d)) u--; /* rounded away from zero: step back toward it */
+    return bits_f32(u | 1u);
+}
+
 llmops_status llmops_convert_floats(int src_type, const void *src, int dst_type, void *dst,
                                     size_t n, llmops_error *err) {
     if (!is_float_type(src_type) || !is_float_type(dst_type) || dst_type == LLMOPS_DTYPE_F64)
@@ -199,7 +216,8 @@ llmops_status llmops_convert_floats(int src_type, const void *src, int dst_type,
         return LLMOPS_OK;
     }
     for (size_t i = 0; i < n; i++) {
-        float f = load_float(src_type, s + i * ss);
+        float f = src_type == LLMOPS_DTYPE_F64 && dst_type != LLMOPS_DTYPE_F32 ? f64_to_f32_odd(s + i * ss)
+                                                                              : load_float(src_type, s + i * ss);
         if (dst_type == LLMOPS_DTYPE_F32) {
             memcpy(d + i * ds, &f, 4);
         } else {
