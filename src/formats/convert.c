@@ -18,9 +18,8 @@
 #include "llmops/llama2c.h"
 #include "llmops/log.h"
 #include "llmops/safetensors.h"
+#include "llmops/tokenizer.h"
 
-/* llama.cpp's token types (llama_token_type / gguf TokenType) */
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 /* llama.cpp's LLAMA_FTYPE values for general.file_type */
 enum { FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_BF16 = 32 };
 
@@ -231,331 +230,15 @@ static void llama3_rope_factors(const llmops_arch *a, float *out, int64_t n) {
     }
 }
 
-/* ---- tokenizers into GGUF ------------------------------------------------------- */
+/* ---- tokenizer into GGUF ---------------------------------------------------------------- */
 
-/* llama2.c wrote SentencePiece pieces with '▁' turned into ' ' and BOS/EOS as
- * "\n<s>\n" / "\n</s>\n"; this restores the SentencePiece spelling. */
-static llmops_status vocab_from_llama2c(llmops_gguf_writer *w, const llmops_llama2c_vocab *v, llmops_error *err) {
-    size_t n = v->n;
-    char **toks = llmops_calloc(n ? n : 1, sizeof *toks);
-    size_t *lens = llmops_calloc(n ? n : 1, sizeof *lens);
-    int32_t *types = llmops_calloc(n ? n : 1, sizeof *types);
-    llmops_status st = LLMOPS_OK;
-    if (!toks || !lens || !types) {
-        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory converting the vocabulary");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *p = v->pieces[i];
-        uint32_t len = v->lens[i];
-        if (i == 1 && strcmp(p, "\n<s>\n") == 0) p = "<s>", len = 3;
-        else if (i == 2 && strcmp(p, "\n</s>\n") == 0) p = "</s>", len = 4;
-        /* each ' ' becomes the 3-byte '▁' */
-        size_t spaces = 0;
-        for (uint32_t k = 0; k < len; k++) spaces += p[k] == ' ';
-        toks[i] = llmops_malloc(len + spaces * 2 + 1);
-        if (!toks[i]) {
-            st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory converting the vocabulary");
-            goto done;
-        }
-        size_t o = 0;
-        for (uint32_t k = 0; k < len; k++) {
-            if (p[k] == ' ') {
-                memcpy(toks[i] + o, "\xe2\x96\x81", 3);
-                o += 3;
-            } else {
-                toks[i][o++] = p[k];
-            }
-        }
-        toks[i][o] = '\0';
-        lens[i] = o;
-        unsigned byte;
-        char tail;
-        if (i == 0) types[i] = TT_UNKNOWN;
-        else if (i == 1 || i == 2 || len == 0) types[i] = TT_CONTROL;
-        else if (len == 6 && sscanf(p, "<0x%2X>%c", &byte, &tail) == 1) types[i] = TT_BYTE;
-        else types[i] = TT_NORMAL;
-    }
-    if ((st = llmops_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama", err)) ||
-        (st = llmops_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, lens, n, err)) ||
-        (st = llmops_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LLMOPS_GGUF_FLOAT32, v->scores, n, err)) ||
-        (st = llmops_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LLMOPS_GGUF_INT32, types, n, err)) ||
-        (st = llmops_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1, err)) ||
-        (st = llmops_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2, err)) ||
-        (st = llmops_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0, err)) ||
-        (st = llmops_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", 1, err)) ||
-        (st = llmops_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", 0, err)))
-        goto done;
-done:
-    if (toks)
-        for (size_t i = 0; i < n; i++) llmops_free(toks[i]);
-    llmops_free(toks);
-    llmops_free(lens);
-    llmops_free(types);
-    return st;
-}
-
-/* A special token in tokenizer_config.json is "text" or {"content": "text"}. */
-static const char *special_content(const json_t *cfg, const char *key) {
-    json_t *v = json_object_get(cfg, key);
-    if (json_is_string(v)) return json_string_value(v);
-    if (json_is_object(v) && json_is_string(json_object_get(v, "content")))
-        return json_string_value(json_object_get(v, "content"));
-    return NULL;
-}
-
-static int has_type(const json_t *node, const char *type) {
-    if (!json_is_object(node)) return 0;
-    json_t *t = json_object_get(node, "type");
-    if (json_is_string(t) && strcmp(json_string_value(t), type) == 0) return 1;
-    json_t *seq = json_object_get(node, "pretokenizers");
-    if (!seq) seq = json_object_get(node, "decoders");
-    size_t i;
-    json_t *e;
-    json_array_foreach(seq, i, e) if (has_type(e, type)) return 1;
-    return 0;
-}
-
-typedef struct {
-    char **toks;
-    size_t *lens;
-    int32_t *types;
-    size_t n;
-} hf_vocab;
-
-static void hf_vocab_free(hf_vocab *v) {
-    if (v->toks)
-        for (size_t i = 0; i < v->n; i++) llmops_free(v->toks[i]);
-    llmops_free(v->toks);
-    llmops_free(v->lens);
-    llmops_free(v->types);
-}
-
-static llmops_status set_tok(hf_vocab *v, int64_t id, const char *text, size_t len, int32_t type, const char *origin,
-                             llmops_error *err) {
-    if (id < 0 || (uint64_t)id >= v->n)
-        return llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: token '%s' has id %lld outside the vocabulary of %zu",
-                                origin, text, (long long)id, v->n);
-    char *c = llmops_strndup(text, len);
-    if (!c) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-    llmops_free(v->toks[id]);
-    v->toks[id] = c;
-    v->lens[id] = len;
-    v->types[id] = type;
-    return LLMOPS_OK;
-}
-
-static int64_t find_token(const hf_vocab *v, const char *text) {
-    size_t n = strlen(text);
-    for (size_t i = 0; i < v->n; i++)
-        if (v->toks[i] && v->lens[i] == n && memcmp(v->toks[i], text, n) == 0) return (int64_t)i;
-    return -1;
-}
-
-/*
- * tokenizer.json (+ tokenizer_config.json) → tokenizer.ggml.*: byte-level BPE
- * becomes llama.cpp's "gpt2" model with merges, WordPiece its "bert" model
- * (with llama.cpp's phantom-space spelling). Ids missing from the vocabulary
- * up to the model's vocab_size are filled with "[PAD<id>]" (UNUSED).
- */
-static llmops_status vocab_from_hf(llmops_gguf_writer *w, const char *dir, const llmops_arch *a, llmops_error *err) {
-    char *tj_path = llmops_path_join(dir, "tokenizer.json");
-    char *tc_path = llmops_path_join(dir, "tokenizer_config.json");
-    char *ct_path = llmops_path_join(dir, "chat_template.jinja");
-    json_t *tj = NULL, *tc = NULL;
-    hf_vocab v = {0};
-    char **merges = NULL;
-    size_t n_merges = 0;
-    char *template_text = NULL;
-    llmops_status st = LLMOPS_OK;
-    if (!tj_path || !tc_path || !ct_path) {
-        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if (!llmops_path_is_file(tj_path)) {
-        st = llmops_error_set(err, LLMOPS_ERR_NOT_FOUND, "%s: no tokenizer.json: a GGUF model needs its vocabulary", dir);
-        goto done;
-    }
-    if ((st = llmops_json_load_file(tj_path, 256u << 20, &tj, err))) goto done;
-    if (llmops_path_is_file(tc_path) && (st = llmops_json_load_file(tc_path, 64u << 20, &tc, err))) goto done;
-    json_t *model = json_object_get(tj, "model");
-    json_t *vocab = json_object_get(model, "vocab");
-    const char *mtype = json_string_value(json_object_get(model, "type"));
-    if (!json_is_object(vocab) || !mtype) {
-        st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: \"model\" needs a \"type\" and a \"vocab\" object", tj_path);
-        goto done;
-    }
-    int bpe = strcmp(mtype, "BPE") == 0, wordpiece = strcmp(mtype, "WordPiece") == 0;
-    int byte_level = has_type(json_object_get(tj, "pre_tokenizer"), "ByteLevel") ||
-                     has_type(json_object_get(tj, "decoder"), "ByteLevel");
-    if (!(bpe && byte_level) && !wordpiece) {
-        st = llmops_error_set(err, LLMOPS_ERR_UNSUPPORTED,
-                              "%s: model type %s%s is not converted; supported: byte-level BPE and WordPiece", tj_path,
-                              mtype, bpe ? " without a ByteLevel pre-tokenizer (SentencePiece-style)" : "");
-        goto done;
-    }
-    /* the id space: the model's vocab_size, grown to cover every id seen */
-    int64_t n = a->vocab_size;
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 24)) {
-            st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: model.vocab[\"%s\"] must be a token id", tj_path, key);
-            goto done;
-        }
-        if (json_integer_value(val) >= n) n = json_integer_value(val) + 1;
-    }
-    json_t *added = json_object_get(tj, "added_tokens");
-    size_t ai;
-    json_t *at;
-    json_array_foreach(added, ai, at) {
-        json_t *id = json_object_get(at, "id");
-        if (json_is_integer(id) && json_integer_value(id) >= n && json_integer_value(id) < (1 << 24))
-            n = json_integer_value(id) + 1;
-    }
-    v.n = (size_t)n;
-    v.toks = llmops_calloc(v.n, sizeof *v.toks);
-    v.lens = llmops_calloc(v.n, sizeof *v.lens);
-    v.types = llmops_calloc(v.n, sizeof *v.types);
-    if (!v.toks || !v.lens || !v.types) {
-        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    json_object_foreach(vocab, key, val) {
-        char buf[1024];
-        const char *text = key;
-        size_t len = strlen(key);
-        if (wordpiece && !(key[0] == '[' && key[len ? len - 1 : 0] == ']')) {
-            /* llama.cpp's BERT vocab: "##x" → "x", otherwise "▁" + word */
-            if (strncmp(key, "##", 2) == 0) text = key + 2, len -= 2;
-            else if (len + 4 < sizeof buf) {
-                snprintf(buf, sizeof buf, "\xe2\x96\x81%s", key);
-                text = buf;
-                len += 3;
-            }
-        }
-        if ((st = set_tok(&v, json_integer_value(val), text, len, TT_NORMAL, tj_path, err))) goto done;
-    }
-    json_array_foreach(added, ai, at) {
-        json_t *id = json_object_get(at, "id"), *content = json_object_get(at, "content");
-        if (!json_is_integer(id) || !json_is_string(content)) {
-            st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: added_tokens[%zu] needs \"id\" and \"content\"", tj_path, ai);
-            goto done;
-        }
-        int special = json_is_true(json_object_get(at, "special"));
-        if ((st = set_tok(&v, json_integer_value(id), json_string_value(content), json_string_length(content),
-                          special ? TT_CONTROL : TT_USER_DEFINED, tj_path, err)))
-            goto done;
-    }
-    for (size_t i = 0; i < v.n; i++) {
-        if (v.toks[i]) continue;
-        char pad[32];
-        snprintf(pad, sizeof pad, "[PAD%zu]", i);
-        if ((st = set_tok(&v, (int64_t)i, pad, strlen(pad), TT_UNUSED, tj_path, err))) goto done;
-    }
-    if (wordpiece)
-        for (size_t i = 0; i < v.n; i++)
-            if (v.types[i] == TT_NORMAL && v.lens[i] > 2 && v.toks[i][0] == '[' && v.toks[i][v.lens[i] - 1] == ']')
-                v.types[i] = TT_CONTROL;
-    if (bpe) {
-        json_t *jm = json_object_get(model, "merges");
-        n_merges = json_array_size(jm);
-        merges = llmops_calloc(n_merges ? n_merges : 1, sizeof *merges);
-        if (!merges) {
-            st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < n_merges; i++) {
-            json_t *m = json_array_get(jm, i);
-            if (json_is_string(m)) merges[i] = llmops_strdup(json_string_value(m));
-            else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                     json_is_string(json_array_get(m, 1))) {
-                const char *l = json_string_value(json_array_get(m, 0)), *r = json_string_value(json_array_get(m, 1));
-                size_t ml = strlen(l) + strlen(r) + 2;
-                merges[i] = llmops_malloc(ml);
-                if (merges[i]) snprintf(merges[i], ml, "%s %s", l, r);
-            } else {
-                st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: model.merges[%zu] must be \"a b\" or [a, b]", tj_path, i);
-                goto done;
-            }
-            if (!merges[i]) {
-                st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-                goto done;
-            }
-        }
-    }
-    const char *pre = a->family == LLMOPS_ARCH_GPT2    ? "gpt-2"
-                      : a->family == LLMOPS_ARCH_QWEN2 ? "qwen2"
-                      : a->family == LLMOPS_ARCH_LLAMA ? "llama-bpe"
-                                                       : "default";
-    if ((st = llmops_gguf_writer_set_str(w, "tokenizer.ggml.model", wordpiece ? "bert" : "gpt2", err))) goto done;
-    if (bpe && (st = llmops_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre, err))) goto done;
-    if (wordpiece && (st = llmops_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default", err))) goto done;
-    if ((st = llmops_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.toks, v.lens, v.n, err)) ||
-        (st = llmops_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LLMOPS_GGUF_INT32, v.types, v.n, err)))
-        goto done;
-    if (bpe && (st = llmops_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merges, NULL,
-                                                    n_merges, err)))
-        goto done;
-    /* special token ids: by text from tokenizer_config.json, else config.json's ids */
-    static const struct {
-        const char *cfg_key, *gguf_key;
-    } specials[] = {{"bos_token", "tokenizer.ggml.bos_token_id"},      {"eos_token", "tokenizer.ggml.eos_token_id"},
-                    {"unk_token", "tokenizer.ggml.unknown_token_id"},  {"sep_token", "tokenizer.ggml.seperator_token_id"},
-                    {"pad_token", "tokenizer.ggml.padding_token_id"},  {"cls_token", "tokenizer.ggml.cls_token_id"},
-                    {"mask_token", "tokenizer.ggml.mask_token_id"}};
-    for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
-        const char *text = tc ? special_content(tc, specials[i].cfg_key) : NULL;
-        int64_t id = text ? find_token(&v, text) : -1;
-        if (id < 0 && i == 0) id = a->bos_token_id;
-        if (id < 0 && i == 1) id = a->eos_token_id;
-        if (id < 0 && i == 4) id = a->pad_token_id;
-        if (id >= 0 && (uint64_t)id < v.n &&
-            (st = llmops_gguf_writer_set_u32(w, specials[i].gguf_key, (uint32_t)id, err)))
-            goto done;
-    }
-    if (tc) {
-        json_t *ab = json_object_get(tc, "add_bos_token"), *ae = json_object_get(tc, "add_eos_token");
-        if (json_is_boolean(ab) && (st = llmops_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", json_is_true(ab), err)))
-            goto done;
-        if (json_is_boolean(ae) && (st = llmops_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", json_is_true(ae), err)))
-            goto done;
-    }
-    /* chat template: chat_template.jinja, or tokenizer_config.json's chat_template
-     * (a string, or a list of {name, template} whose "default" is the main one) */
-    const char *tmpl = NULL;
-    if (llmops_path_is_file(ct_path)) {
-        if ((st = llmops_file_read_all(ct_path, 4u << 20, &template_text, NULL, err))) goto done;
-        tmpl = template_text;
-    } else if (tc) {
-        json_t *ct = json_object_get(tc, "chat_template");
-        if (json_is_string(ct)) tmpl = json_string_value(ct);
-        size_t ci;
-        json_t *ce;
-        json_array_foreach(ct, ci, ce) {
-            const char *nm = json_string_value(json_object_get(ce, "name"));
-            const char *tx = json_string_value(json_object_get(ce, "template"));
-            if (!nm || !tx) continue;
-            if (strcmp(nm, "default") == 0) tmpl = tx;
-            else {
-                char k[160];
-                snprintf(k, sizeof k, "tokenizer.chat_template.%s", nm);
-                if ((st = llmops_gguf_writer_set_str(w, k, tx, err))) goto done;
-            }
-        }
-    }
-    if (tmpl && (st = llmops_gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, err))) goto done;
-done:
-    if (merges)
-        for (size_t i = 0; i < n_merges; i++) llmops_free(merges[i]);
-    llmops_free(merges);
-    hf_vocab_free(&v);
-    llmops_free(template_text);
-    json_decref(tj);
-    json_decref(tc);
-    llmops_free(tj_path);
-    llmops_free(tc_path);
-    llmops_free(ct_path);
+/* Loads the tokenizer at `path` and writes its tokenizer.ggml.* keys. */
+static llmops_status vocab_into(llmops_gguf_writer *w, const char *path, llmops_error *err) {
+    llmops_tokenizer *tok;
+    llmops_status st = llmops_tokenizer_load(path, &tok, err);
+    if (st) return st;
+    st = llmops_tokenizer_to_gguf(tok, w, err);
+    llmops_tokenizer_free(tok);
     return st;
 }
 
@@ -624,7 +307,6 @@ static char *find_llama2c_vocab(const char *ckpt, int32_t vocab_size) {
 
 static llmops_status llama2c_to_gguf(const char *in, const char *out, const llmops_convert_opts *o, llmops_error *err) {
     llmops_llama2c *m = NULL;
-    llmops_llama2c_vocab v = {0};
     llmops_gguf_writer *w = NULL;
     fill_pool pool = {0};
     char *vocab_path = NULL, *name = NULL;
@@ -637,7 +319,6 @@ static llmops_status llama2c_to_gguf(const char *in, const char *out, const llmo
                               in, m->vocab_size);
         goto done;
     }
-    if ((st = llmops_llama2c_vocab_load(vocab_path, (size_t)m->vocab_size, &v, err))) goto done;
     llmops_arch a;
     llmops_llama2c_arch(m, &a);
     w = llmops_gguf_writer_create();
@@ -651,7 +332,17 @@ static llmops_status llama2c_to_gguf(const char *in, const char *out, const llmo
     }
     int req = o->out_type;
     if ((st = write_arch_kv(w, &a, name, (int)file_type_of(req < 0 ? LLMOPS_DTYPE_F32 : req), err))) goto done;
-    if ((st = vocab_from_llama2c(w, &v, err))) goto done;
+    {
+        llmops_tokenizer *tok;
+        if ((st = llmops_tokenizer_load(vocab_path, &tok, err))) goto done;
+        if (llmops_tokenizer_n_vocab(tok) != (size_t)m->vocab_size)
+            st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s holds %zu tokens but %s has a vocabulary of %d", vocab_path,
+                                  llmops_tokenizer_n_vocab(tok), in, m->vocab_size);
+        else
+            st = llmops_tokenizer_to_gguf(tok, w, err);
+        llmops_tokenizer_free(tok);
+        if (st) goto done;
+    }
     uint64_t d = (uint64_t)m->dim, h = (uint64_t)m->hidden_dim, V = (uint64_t)m->vocab_size;
     uint64_t kv = d * (uint64_t)m->n_kv_heads / (uint64_t)m->n_heads;
 #define T(nm) llmops_llama2c_find(m, nm)->data
@@ -695,7 +386,6 @@ static llmops_status llama2c_to_gguf(const char *in, const char *out, const llmo
 done:
     llmops_gguf_writer_free(w);
     llmops_free(pool.fills);
-    llmops_llama2c_vocab_free(&v);
     llmops_llama2c_free(m);
     llmops_free(vocab_path);
     llmops_free(name);
@@ -742,7 +432,7 @@ static llmops_status hf_to_gguf(const char *in, const char *out, const llmops_co
         if (t->n_dims >= 2 && is_float(t->type)) main_type = out_type_for(t->type, t->n_dims, req);
     }
     if ((st = write_arch_kv(w, &a, name, (int)file_type_of(main_type), err))) goto done;
-    if ((st = vocab_from_hf(w, in, &a, err))) goto done;
+    if ((st = vocab_into(w, in, err))) goto done;
     int have_output = 0;
     const void *embd_src = NULL;
     const llmops_st_tensor *embd_t = NULL;
