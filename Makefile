@@ -72,6 +72,15 @@ build/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJ)
 
 fuzz: $(FUZZ_BINS)
 
+# ---- benchmarks ------------------------------------------------------------------
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/%)
+
+$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libllmops.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libllmops.a $(LDLIBS)
+
+bench: $(BENCH_BINS)
+
 # ---- tests ---------------------------------------------------------------------
 test: all
 	bash tests/run.sh $(BUILD)
@@ -82,7 +91,7 @@ unit: all
 clean:
 	rm -rf build
 
-.PHONY: all fuzz test unit clean
+.PHONY: all fuzz bench test unit clean
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(FUZZ_LIB_OBJ:.o=.d)

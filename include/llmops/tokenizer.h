@@ -55,6 +55,9 @@ typedef struct llmops_tokenizer llmops_tokenizer;
 llmops_status llmops_tokenizer_load(const char *path, llmops_tokenizer **out, llmops_error *err);
 llmops_status llmops_tokenizer_from_gguf(const llmops_gguf *g, const char *origin, llmops_tokenizer **out,
                                          llmops_error *err);
+/* A tokenizer.json held in memory (no side files); `origin` names it in messages. */
+llmops_status llmops_tokenizer_from_json(const char *json, size_t len, const char *origin, llmops_tokenizer **out,
+                                         llmops_error *err);
 void llmops_tokenizer_free(llmops_tokenizer *tok);
 
 /* Writes the tokenizer.ggml.* keys (and the chat template when known). */

@@ -150,7 +150,7 @@ static llmops_status gpt2(const json_t *o, llmops_arch *a, const char *origin, l
     TRY(require_int(o, "vocab_size", &a->vocab_size, origin, err));
     a->max_positions = 1024;
     TRY(llmops_json_opt_int(o, "n_positions", &a->max_positions, origin, err));
-    a->ffn_size = 4 * a->hidden_size;
+    a->ffn_size = a->hidden_size > 0 && a->hidden_size <= INT64_MAX / 4 ? 4 * a->hidden_size : 0; /* no overflow */
     TRY(llmops_json_opt_int(o, "n_inner", &a->ffn_size, origin, err));
     TRY(llmops_json_opt_num(o, "layer_norm_epsilon", &a->norm_eps, origin, err));
     const char *act = NULL;
@@ -243,7 +243,10 @@ static llmops_status from_json(const json_t *o, const char *origin, llmops_arch 
     a->rope_dim = a->pos == LLMOPS_POS_ROPE ? a->head_dim : 0;
     double prf = 1.0;
     TRY(llmops_json_opt_num(o, "partial_rotary_factor", &prf, origin, err));
-    if (a->pos == LLMOPS_POS_ROPE && prf != 1.0) a->rope_dim = (int64_t)((double)a->head_dim * prf);
+    if (a->pos == LLMOPS_POS_ROPE && prf != 1.0) {
+        double r = (double)a->head_dim * prf; /* the cast is UB outside int64: such a factor is invalid */
+        a->rope_dim = r > -0x1p62 && r < 0x1p62 ? (int64_t)r : -1;
+    }
     st = llmops_arch_validate(a, err);
     if (st) return llmops_error_prefix(err, "%s: ", origin);
     return LLMOPS_OK;

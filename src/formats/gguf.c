@@ -582,7 +582,14 @@ int64_t llmops_gguf_arr_i64(const llmops_gguf_array *a, uint64_t i) {
     case LLMOPS_GGUF_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
     case LLMOPS_GGUF_INT64: { int64_t x; memcpy(&x, p, 8); return x; }
     case LLMOPS_GGUF_FLOAT32:
-    case LLMOPS_GGUF_FLOAT64: return (int64_t)llmops_gguf_arr_f64(a, i);
+    case LLMOPS_GGUF_FLOAT64: {
+        /* the cast is UB for NaN and outside int64, both a file's to choose: saturate */
+        double d = llmops_gguf_arr_f64(a, i);
+        if (d != d) return 0;
+        if (d >= 0x1p63) return INT64_MAX;
+        if (d < -0x1p63) return INT64_MIN;
+        return (int64_t)d;
+    }
     default: return is_unsigned(a->type) || a->type == LLMOPS_GGUF_BOOL ? (int64_t)llmops_gguf_arr_u64(a, i) : 0;
     }
 }

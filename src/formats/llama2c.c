@@ -13,6 +13,7 @@ typedef struct {
 } l2c_config;
 
 static int plausible(const l2c_config *c) {
+    if (c->vocab_size == INT32_MIN) return 0; /* its negation overflows */
     int32_t v = c->vocab_size < 0 ? -c->vocab_size : c->vocab_size;
     return c->dim > 0 && c->hidden_dim > 0 && c->n_layers > 0 && c->n_heads > 0 && c->n_kv_heads > 0 && v > 0 &&
            c->seq_len > 0 && c->dim <= (1 << 16) && c->hidden_dim <= (1 << 18) && c->n_layers <= 1024 &&

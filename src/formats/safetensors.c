@@ -142,7 +142,7 @@ static llmops_status parse_header(llmops_safetensors *st, const char *origin, js
         if (s) return s;
         i++;
     }
-    qsort(st->tensors, n, sizeof *st->tensors, cmp_range);
+    if (n) qsort(st->tensors, n, sizeof *st->tensors, cmp_range); /* NULL with n == 0 is UB */
     /* the ranges must tile [0, buf_len) exactly, as the reference reader demands */
     uint64_t expect = 0;
     for (i = 0; i < n; i++) {
@@ -674,8 +674,14 @@ llmops_status llmops_st_writer_write_dir(llmops_st_writer *w, const char *dir, u
     llmops_json_init();
     index = json_object();
     json_t *meta = json_object(), *map = json_object();
-    if (!index || !meta || !map || json_object_set_new(index, "metadata", meta) ||
-        json_object_set_new(index, "weight_map", map) ||
+    /* json_object_set_new consumes its value even when it fails; free the rest by hand */
+    if (!index || !meta || !map || json_object_set_new(index, "metadata", meta)) {
+        if (!index || !meta || !map) json_decref(meta);
+        json_decref(map);
+        s = st_nomem(dir, err);
+        goto done;
+    }
+    if (json_object_set_new(index, "weight_map", map) ||
         json_object_set_new(meta, "total_size", json_integer((json_int_t)total))) {
         s = st_nomem(dir, err);
         goto done;

@@ -19,6 +19,11 @@ struct llmops_tokenizer {
     size_t n_merges;
     uint32_t *merge_map;          /* open addressing: merge text → rank+1           */
     size_t merge_cap;
+    uint64_t *pair_key;           /* BPE: (left id+1) << 32 | (right id+1) → slot   */
+    uint32_t *pair_rank;          /* the merge's rank                                */
+    int32_t *pair_result;         /* the merged token's id, -1 if not in the vocab  */
+    size_t pair_cap;
+    uint8_t special_first[32];    /* bitmap of the first bytes of special tokens    */
     int32_t bos, eos, eot, eom, pad, unk, sep, cls, mask;
     int add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
     int32_t byte_token[256];      /* SPM: <0xNN>; BPE: the token of a lone mapped byte */
@@ -29,6 +34,7 @@ struct llmops_tokenizer {
     int32_t *eog;                 /* end-of-generation ids                          */
     size_t n_eog;
     size_t max_token_len;
+    int spm_split_newlines;       /* SPM: no multi-byte token holds '\n', so lines merge independently */
     char *chat_template;
     llmops_arena *arena;
 };
@@ -50,6 +56,8 @@ llmops_status llmops_tok_set_pre(llmops_tokenizer *tok, const char *name, llmops
 llmops_status llmops_tok_add_regex(llmops_tokenizer *tok, const char *pattern, llmops_error *err);
 /* Merge rank of left+right, or -1. */
 int llmops_tok_merge_rank(const llmops_tokenizer *tok, const char *l, size_t ll, const char *r, size_t rl);
+/* Merge rank of two token ids, or -1; *result receives the merged token's id. */
+int llmops_tok_pair_rank(const llmops_tokenizer *tok, int32_t l, int32_t r, int32_t *result);
 
 /* The three algorithms; each appends ids for one fragment of raw text. */
 llmops_status llmops_tok_spm(const llmops_tokenizer *tok, const char *text, size_t len, llmops_tokens *out,

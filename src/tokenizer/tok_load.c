@@ -309,24 +309,30 @@ static llmops_status hf_set_token(llmops_tokenizer *t, int64_t id, const char *t
     return llmops_tok_set(t, (size_t)id, text, len, score, type, err);
 }
 
-static llmops_status from_hf_json(const char *tj_path, llmops_tokenizer **out, llmops_error *err) {
+/*
+ * tokenizer.json → tokenizer. The JSON comes from `json_text` (text_len bytes)
+ * or, when it is NULL, from the file tj_path; side files (tokenizer_config.json,
+ * config.json, chat_template.jinja) are read from `dir` when it is not NULL.
+ */
+static llmops_status from_hf(const char *tj_path, const char *json_text, size_t text_len, const char *dir,
+                             llmops_tokenizer **out, llmops_error *err) {
     *out = NULL;
-    char *dir = llmops_strdup(tj_path);
-    if (!dir) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-    char *d = dirname(dir);
-    char *tc_path = llmops_path_join(d, "tokenizer_config.json");
-    char *cfg_path = llmops_path_join(d, "config.json");
-    char *ct_path = llmops_path_join(d, "chat_template.jinja");
+    char *tc_path = dir ? llmops_path_join(dir, "tokenizer_config.json") : NULL;
+    char *cfg_path = dir ? llmops_path_join(dir, "config.json") : NULL;
+    char *ct_path = dir ? llmops_path_join(dir, "chat_template.jinja") : NULL;
     json_t *tj = NULL, *tc = NULL, *cfg = NULL;
     llmops_tokenizer *t = NULL;
     llmops_status st = LLMOPS_OK;
-    if (!tc_path || !cfg_path || !ct_path) {
+    if (dir && (!tc_path || !cfg_path || !ct_path)) {
         st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = llmops_json_load_file(tj_path, 256u << 20, &tj, err))) goto done;
-    if (llmops_path_is_file(tc_path) && (st = llmops_json_load_file(tc_path, 64u << 20, &tc, err))) goto done;
-    if (llmops_path_is_file(cfg_path) && (st = llmops_json_load_file(cfg_path, 16u << 20, &cfg, err))) goto done;
+    if (json_text) st = llmops_json_parse(json_text, text_len, tj_path, &tj, err);
+    else st = llmops_json_load_file(tj_path, 256u << 20, &tj, err);
+    if (st) goto done;
+    if (tc_path && llmops_path_is_file(tc_path) && (st = llmops_json_load_file(tc_path, 64u << 20, &tc, err))) goto done;
+    if (cfg_path && llmops_path_is_file(cfg_path) && (st = llmops_json_load_file(cfg_path, 16u << 20, &cfg, err)))
+        goto done;
     json_t *model = json_object_get(tj, "model");
     json_t *vocab = json_object_get(model, "vocab");
     const char *mtype = json_string_value(json_object_get(model, "type"));
@@ -531,7 +537,7 @@ static llmops_status from_hf_json(const char *tj_path, llmops_tokenizer **out, l
     }
     if (t->kind == LLMOPS_TOKENIZER_BPE && !tc) t->add_bos = 0;
     /* chat template */
-    if (llmops_path_is_file(ct_path)) {
+    if (ct_path && llmops_path_is_file(ct_path)) {
         if ((st = llmops_file_read_all(ct_path, 4u << 20, &t->chat_template, NULL, err))) goto done;
     } else if (tc) {
         json_t *ct = json_object_get(tc, "chat_template");
@@ -547,24 +553,13 @@ static llmops_status from_hf_json(const char *tj_path, llmops_tokenizer **out, l
             goto done;
         }
     }
-    /* recompute end-of-generation ids now that eos is known */
-    t->n_eog = 0;
-    llmops_free(t->eog);
-    t->eog = NULL;
-    llmops_free(t->map);
-    t->map = NULL;
-    llmops_free(t->merge_map);
-    t->merge_map = NULL;
-    llmops_free(t->specials);
-    t->specials = NULL;
-    t->n_specials = 0;
+    /* the special ids are known only now: derive the tables again */
     t->eot = -1;
     st = llmops_tok_finish(t, err);
 done:
     json_decref(tj);
     json_decref(tc);
     json_decref(cfg);
-    llmops_free(dir);
     llmops_free(tc_path);
     llmops_free(cfg_path);
     llmops_free(ct_path);
@@ -661,17 +656,7 @@ static llmops_status from_bpe_files(const char *vocab_path, const char *merges_p
         if (!text && i < 3) text = "<|endoftext|>";
         if (text) *slots[i] = llmops_tokenizer_find(t, text, strlen(text));
     }
-    /* eos is known only now: recompute the end-of-generation set */
-    llmops_free(t->eog);
-    t->eog = NULL;
-    t->n_eog = 0;
-    llmops_free(t->map);
-    t->map = NULL;
-    llmops_free(t->merge_map);
-    t->merge_map = NULL;
-    llmops_free(t->specials);
-    t->specials = NULL;
-    t->n_specials = 0;
+    /* eos is known only now: derive the tables again */
     st = llmops_tok_finish(t, err);
 done:
     json_decref(vocab);
@@ -744,7 +729,12 @@ llmops_status llmops_tokenizer_load(const char *path, llmops_tokenizer **out, ll
     if (has_suffix(path, ".json")) {
         int found;
         TRY(bpe_files_for(path, out, &found, err));
-        return found ? LLMOPS_OK : from_hf_json(path, out, err);
+        if (found) return LLMOPS_OK;
+        char *copy = llmops_strdup(path);
+        if (!copy) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+        llmops_status st = from_hf(path, NULL, 0, dirname(copy), out, err);
+        llmops_free(copy);
+        return st;
     }
     llmops_model_format f = llmops_detect_format(path);
     if (f == LLMOPS_FORMAT_GGUF) {
@@ -789,6 +779,11 @@ llmops_status llmops_tokenizer_load(const char *path, llmops_tokenizer **out, ll
                             "%s: not a GGUF file, tokenizer.json, tokenizer.model, tokenizer.bin or llama2.c checkpoint "
                             "(as tokenizer.bin: %s)",
                             path, sub.msg);
+}
+
+llmops_status llmops_tokenizer_from_json(const char *json, size_t len, const char *origin, llmops_tokenizer **out,
+                                         llmops_error *err) {
+    return from_hf(origin ? origin : "<tokenizer.json>", json, len, NULL, out, err);
 }
 
 /* ---- GGUF writer ------------------------------------------------------------------------------- */

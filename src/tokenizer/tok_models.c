@@ -8,6 +8,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "llmops/hash.h"
 #include "tokenizer/tok_internal.h"
 
 /* ---- pre-tokenizers ------------------------------------------------------------------ */
@@ -170,14 +171,18 @@ static size_t utf8_len(unsigned char c) {
     return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
 }
 
-/* Splits text into UTF-8 characters as linked symbols. */
+/* Splits text into UTF-8 characters as linked symbols. A lead byte whose
+ * continuation bytes are missing stands alone, so invalid input falls back to
+ * one byte token per byte and decodes back to the same bytes. */
 static symbol *split_chars(const char *text, size_t len, size_t *n_out) {
     symbol *s = llmops_malloc((len ? len : 1) * sizeof *s);
     if (!s) return NULL;
     size_t n = 0;
     for (size_t off = 0; off < len;) {
         size_t k = utf8_len((unsigned char)text[off]);
-        if (k > len - off) k = len - off;
+        if (k > len - off) k = 1;
+        for (size_t c = 1; c < k; c++)
+            if (((unsigned char)text[off + c] & 0xc0) != 0x80) k = 1;
         s[n].text = text + off;
         s[n].n = k;
         s[n].prev = (int)n - 1;
@@ -199,8 +204,27 @@ static int spm_try_bigram(const llmops_tokenizer *tok, symbol *s, heap *h, int l
     return heap_push(h, (bigram){left, right, tok->scores[id], n});
 }
 
+static llmops_status spm_segment(const llmops_tokenizer *tok, const char *raw, size_t raw_len, llmops_tokens *out,
+                                 llmops_error *err);
+
+/* Lines are merged one at a time when no merge can cross a newline: the same
+ * result, with small heaps instead of one over the whole text. */
 llmops_status llmops_tok_spm(const llmops_tokenizer *tok, const char *raw, size_t raw_len, llmops_tokens *out,
                              llmops_error *err) {
+    if (!tok->spm_split_newlines) return spm_segment(tok, raw, raw_len, out, err);
+    size_t start = 0;
+    while (start < raw_len) {
+        const char *nl = memchr(raw + start, '\n', raw_len - start);
+        size_t end = nl ? (size_t)(nl - raw) + 1 : raw_len;
+        llmops_status st = spm_segment(tok, raw + start, end - start, out, err);
+        if (st) return st;
+        start = end;
+    }
+    return LLMOPS_OK;
+}
+
+static llmops_status spm_segment(const llmops_tokenizer *tok, const char *raw, size_t raw_len, llmops_tokens *out,
+                                 llmops_error *err) {
     /* spaces become '▁' */
     size_t spaces = 0;
     for (size_t i = 0; i < raw_len; i++) spaces += raw[i] == ' ';
@@ -256,9 +280,19 @@ done:
 
 /* ---- byte-level BPE ------------------------------------------------------------------------ */
 
-static int bpe_try_bigram(const llmops_tokenizer *tok, symbol *s, heap *h, int left, int right) {
+/* Symbol ids let the merge loop look pairs up by id; a symbol that is not a
+ * token (id -1) falls back to the text lookup. */
+static int bpe_rank(const llmops_tokenizer *tok, const symbol *s, const int32_t *sid, int left, int right,
+                    int32_t *result) {
+    if (sid[left] >= 0 && sid[right] >= 0) return llmops_tok_pair_rank(tok, sid[left], sid[right], result);
+    *result = -1;
+    return llmops_tok_merge_rank(tok, s[left].text, s[left].n, s[right].text, s[right].n);
+}
+
+static int bpe_try_bigram(const llmops_tokenizer *tok, symbol *s, const int32_t *sid, heap *h, int left, int right) {
     if (left < 0 || right < 0) return 0;
-    int rank = llmops_tok_merge_rank(tok, s[left].text, s[left].n, s[right].text, s[right].n);
+    int32_t result;
+    int rank = bpe_rank(tok, s, sid, left, right, &result);
     if (rank < 0) return 0;
     return heap_push(h, (bigram){left, right, -(float)rank, s[left].n + s[right].n});
 }
@@ -272,25 +306,30 @@ static llmops_status bpe_word(const llmops_tokenizer *tok, const char *w, size_t
     }
     size_t ns;
     symbol *s = split_chars(w, wl, &ns);
+    int32_t *sid = llmops_malloc((ns ? ns : 1) * sizeof *sid);
     heap h = {0};
     llmops_status st = LLMOPS_OK;
-    if (!s) goto oom;
+    if (!s || !sid) goto oom;
+    for (size_t i = 0; i < ns; i++) sid[i] = llmops_tokenizer_find(tok, s[i].text, s[i].n);
     for (size_t i = 1; i < ns; i++)
-        if (bpe_try_bigram(tok, s, &h, (int)i - 1, (int)i)) goto oom;
+        if (bpe_try_bigram(tok, s, sid, &h, (int)i - 1, (int)i)) goto oom;
     while (h.n) {
         bigram g = heap_pop(&h);
         symbol *l = &s[g.left], *r = &s[g.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != g.size || l->next != g.right) continue; /* stale */
-        /* the pair must still be the one ranked: text check as llama.cpp */
-        if (llmops_tok_merge_rank(tok, l->text, l->n, r->text, r->n) != (int)-g.score) continue;
+        /* the pair must still be the one ranked (llama.cpp checks the text) */
+        int32_t result;
+        if (bpe_rank(tok, s, sid, g.left, g.right, &result) != (int)-g.score) continue;
         l->n += r->n;
         r->n = 0;
+        sid[g.left] = result >= 0 ? result : llmops_tokenizer_find(tok, l->text, l->n);
         l->next = r->next;
         if (r->next >= 0) s[r->next].prev = g.left;
-        if (bpe_try_bigram(tok, s, &h, l->prev, g.left) || bpe_try_bigram(tok, s, &h, g.left, l->next)) goto oom;
+        if (bpe_try_bigram(tok, s, sid, &h, l->prev, g.left) || bpe_try_bigram(tok, s, sid, &h, g.left, l->next))
+            goto oom;
     }
     for (int i = ns ? 0 : -1; !st && i != -1; i = s[i].next) {
-        int32_t id = llmops_tokenizer_find(tok, s[i].text, s[i].n);
+        int32_t id = sid[i];
         if (id >= 0) {
             st = llmops_tokens_push(out, id, err);
             continue;
@@ -305,6 +344,7 @@ oom:
     st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
 done:
     llmops_free(h.b);
+    llmops_free(sid);
     llmops_free(s);
     return st;
 }
@@ -330,6 +370,61 @@ static int spans_push(spans *s, size_t b, size_t e) {
     s->e[s->n] = e;
     s->n++;
     return 0;
+}
+
+/* Maps piece i of `text` into GPT-2's byte-unicode spelling in `word`; returns its length. */
+static size_t map_piece(const char *text, const llmops_utext *t, const spans *cur, size_t i, char *word) {
+    size_t bb = t->off[cur->b[i]], be = t->off[cur->e[i]], wl = 0;
+    for (size_t k = bb; k < be; k++) {
+        uint32_t cp = llmops_bpe_byte_to_cp((uint8_t)text[k]);
+        if (cp < 0x80) word[wl++] = (char)cp;
+        else {
+            word[wl++] = (char)(0xc0 | (cp >> 6));
+            word[wl++] = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    return wl;
+}
+
+/*
+ * Long texts repeat their words: a cache from piece bytes to ids, local to
+ * this call (so the tokenizer stays read-only and shareable between threads).
+ */
+typedef struct {
+    size_t off, len;     /* of the piece's text in `text`; len 0 = empty slot */
+    size_t id_off, n_ids;
+} cache_slot;
+
+static llmops_status bpe_cached(const llmops_tokenizer *tok, const char *text, const llmops_utext *t, const spans *cur,
+                                char *word, llmops_tokens *out, llmops_error *err) {
+    size_t cap = 1024;
+    while (cap < cur->n && cap < (1u << 20)) cap *= 2;
+    cache_slot *slots = llmops_calloc(cap, sizeof *slots);
+    llmops_tokens ids = {0}; /* ids of cached pieces */
+    size_t used = 0;
+    llmops_status st = LLMOPS_OK;
+    if (!slots) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < cur->n && !st; i++) {
+        size_t bb = t->off[cur->b[i]], be = t->off[cur->e[i]], bl = be - bb;
+        size_t slot = (size_t)llmops_hash_fnv1a64(text + bb, bl) & (cap - 1);
+        while (slots[slot].len && !(slots[slot].len == bl && !memcmp(text + slots[slot].off, text + bb, bl)))
+            slot = (slot + 1) & (cap - 1);
+        if (slots[slot].len) {
+            for (size_t k = 0; k < slots[slot].n_ids && !st; k++)
+                st = llmops_tokens_push(out, ids.ids[slots[slot].id_off + k], err);
+            continue;
+        }
+        size_t before = out->n;
+        if ((st = bpe_word(tok, word, map_piece(text, t, cur, i, word), out, err))) break;
+        if (used * 2 < cap) { /* keep the table at most half full; later words just skip the cache */
+            slots[slot] = (cache_slot){bb, bl, ids.n, out->n - before};
+            for (size_t k = before; k < out->n && !st; k++) st = llmops_tokens_push(&ids, out->ids[k], err);
+            used++;
+        }
+    }
+    llmops_tokens_free(&ids);
+    llmops_free(slots);
+    return st;
 }
 
 llmops_status llmops_tok_bpe(const llmops_tokenizer *tok, const char *text, size_t len, llmops_tokens *out,
@@ -366,21 +461,15 @@ llmops_status llmops_tok_bpe(const llmops_tokenizer *tok, const char *text, size
         cur = next;
         next = tmp;
     }
-    /* each piece: bytes → GPT-2 byte-unicode → merges */
+    /* each piece: bytes → GPT-2 byte-unicode → merges; repeated words come from a cache */
     word = llmops_malloc(len * 2 + 1);
     if (!word) goto oom;
-    for (size_t i = 0; i < cur.n; i++) {
-        size_t bb = t.off[cur.b[i]], be = t.off[cur.e[i]], wl = 0;
-        for (size_t k = bb; k < be; k++) {
-            uint32_t cp = llmops_bpe_byte_to_cp((uint8_t)text[k]);
-            if (cp < 0x80) word[wl++] = (char)cp;
-            else {
-                word[wl++] = (char)(0xc0 | (cp >> 6));
-                word[wl++] = (char)(0x80 | (cp & 0x3f));
-            }
-        }
-        if ((st = bpe_word(tok, word, wl, out, err))) goto done;
+    if (cur.n > 64) {
+        st = bpe_cached(tok, text, &t, &cur, word, out, err);
+        goto done;
     }
+    for (size_t i = 0; i < cur.n; i++)
+        if ((st = bpe_word(tok, word, map_piece(text, &t, &cur, i, word), out, err))) goto done;
     goto done;
 oom:
     st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");

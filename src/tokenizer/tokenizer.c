@@ -14,14 +14,19 @@
 
 static int byte_prints(uint8_t b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
 
-uint32_t llmops_bpe_byte_to_cp(uint8_t b) {
-    if (byte_prints(b)) return b;
-    /* the non-printing bytes take 256, 257, ... in byte order */
-    uint32_t k = 0;
-    for (int x = 0; x < b; x++)
-        if (!byte_prints((uint8_t)x)) k++;
-    return 256 + k;
+/* The non-printing bytes take 256, 257, ... in byte order. */
+static const uint16_t *byte_map(void) {
+    static uint16_t map[256];
+    static int ready;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        uint16_t k = 0;
+        for (int x = 0; x < 256; x++) map[x] = byte_prints((uint8_t)x) ? (uint16_t)x : (uint16_t)(256 + k++);
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    return map;
 }
+
+uint32_t llmops_bpe_byte_to_cp(uint8_t b) { return byte_map()[b]; }
 
 int llmops_bpe_cp_to_byte(uint32_t cp) {
     if (cp < 256) return byte_prints((uint8_t)cp) ? (int)cp : -1;
@@ -65,6 +70,9 @@ void llmops_tokenizer_free(llmops_tokenizer *t) {
     llmops_free(t->map);
     llmops_free(t->merges);
     llmops_free(t->merge_map);
+    llmops_free(t->pair_key);
+    llmops_free(t->pair_rank);
+    llmops_free(t->pair_result);
     llmops_free(t->specials);
     llmops_free(t->eog);
     llmops_free(t->chat_template);
@@ -125,7 +133,41 @@ static int special_longer_first(const void *a, const void *b, void *ctx) {
     return x < y ? -1 : x > y;
 }
 
+static uint64_t pair_hash(uint64_t key) { return key * 0x9e3779b97f4a7c15ull ^ (key >> 29); }
+
+int llmops_tok_pair_rank(const llmops_tokenizer *tok, int32_t l, int32_t r, int32_t *result) {
+    if (!tok->pair_cap || l < 0 || r < 0) return -1;
+    uint64_t key = ((uint64_t)(uint32_t)(l + 1) << 32) | (uint32_t)(r + 1);
+    size_t mask = tok->pair_cap - 1, slot = (size_t)pair_hash(key) & mask;
+    while (tok->pair_key[slot]) {
+        if (tok->pair_key[slot] == key) {
+            *result = tok->pair_result[slot];
+            return (int)tok->pair_rank[slot];
+        }
+        slot = (slot + 1) & mask;
+    }
+    return -1;
+}
+
+/* Drops the derived tables, so that finish can run again after a loader changes the vocabulary. */
+static void drop_tables(llmops_tokenizer *tok) {
+    llmops_free(tok->map);
+    llmops_free(tok->merge_map);
+    llmops_free(tok->pair_key);
+    llmops_free(tok->pair_rank);
+    llmops_free(tok->pair_result);
+    llmops_free(tok->specials);
+    llmops_free(tok->eog);
+    tok->map = tok->merge_map = tok->pair_rank = NULL;
+    tok->pair_key = NULL;
+    tok->pair_result = tok->specials = tok->eog = NULL;
+    tok->map_cap = tok->merge_cap = tok->pair_cap = 0;
+    tok->n_specials = tok->n_eog = 0;
+    memset(tok->special_first, 0, sizeof tok->special_first);
+}
+
 llmops_status llmops_tok_finish(llmops_tokenizer *tok, llmops_error *err) {
+    drop_tables(tok);
     tok->map_cap = next_pow2(tok->n * 2 + 1);
     tok->map = llmops_calloc(tok->map_cap, sizeof *tok->map);
     if (!tok->map) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
@@ -161,7 +203,47 @@ llmops_status llmops_tok_finish(llmops_tokenizer *tok, llmops_error *err) {
             while (tok->merge_map[slot]) slot = (slot + 1) & mask;
             tok->merge_map[slot] = (uint32_t)i + 1;
         }
+        /* the same ranks keyed by token ids, for the merge loop */
+        tok->pair_cap = next_pow2(tok->n_merges * 2 + 1);
+        tok->pair_key = llmops_calloc(tok->pair_cap, sizeof *tok->pair_key);
+        tok->pair_rank = llmops_calloc(tok->pair_cap, sizeof *tok->pair_rank);
+        tok->pair_result = llmops_calloc(tok->pair_cap, sizeof *tok->pair_result);
+        if (!tok->pair_key || !tok->pair_rank || !tok->pair_result)
+            return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+        mask = tok->pair_cap - 1;
+        char *joined = NULL;
+        size_t joined_cap = 0;
+        for (size_t i = 0; i < tok->n_merges; i++) {
+            const char *m = tok->merges[i];
+            const char *sp = strchr(m + (m[0] == ' ' ? 1 : 0), ' ');
+            size_t ll = (size_t)(sp - m), rl = strlen(sp + 1);
+            int32_t l = llmops_tokenizer_find(tok, m, ll), r = llmops_tokenizer_find(tok, sp + 1, rl);
+            if (l < 0 || r < 0) continue;
+            if (ll + rl > joined_cap) {
+                char *nj = llmops_realloc(joined, ll + rl);
+                if (!nj) {
+                    llmops_free(joined);
+                    return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+                }
+                joined = nj;
+                joined_cap = ll + rl;
+            }
+            memcpy(joined, m, ll);
+            memcpy(joined + ll, sp + 1, rl);
+            uint64_t key = ((uint64_t)(uint32_t)(l + 1) << 32) | (uint32_t)(r + 1);
+            size_t slot = (size_t)pair_hash(key) & mask;
+            while (tok->pair_key[slot] && tok->pair_key[slot] != key) slot = (slot + 1) & mask;
+            if (tok->pair_key[slot]) continue; /* a duplicate merge keeps its first rank */
+            tok->pair_key[slot] = key;
+            tok->pair_rank[slot] = (uint32_t)i;
+            tok->pair_result[slot] = llmops_tokenizer_find(tok, joined, ll + rl);
+        }
+        llmops_free(joined);
     }
+    /* when no token longer than one byte holds a newline, no SPM merge crosses one */
+    tok->spm_split_newlines = 1;
+    for (size_t i = 0; i < tok->n && tok->spm_split_newlines; i++)
+        if (tok->len[i] > 1 && memchr(tok->text[i], '\n', tok->len[i])) tok->spm_split_newlines = 0;
     /* byte tokens */
     for (int b = 0; b < 256; b++) {
         char buf[8];
@@ -192,8 +274,11 @@ llmops_status llmops_tok_finish(llmops_tokenizer *tok, llmops_error *err) {
         tok->specials = llmops_malloc(ns * sizeof *tok->specials);
         if (!tok->specials) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < tok->n; i++)
-            if ((tok->types[i] == LLMOPS_TOKEN_CONTROL || tok->types[i] == LLMOPS_TOKEN_USER_DEFINED) && tok->len[i] > 0)
+            if ((tok->types[i] == LLMOPS_TOKEN_CONTROL || tok->types[i] == LLMOPS_TOKEN_USER_DEFINED) && tok->len[i] > 0) {
                 tok->specials[tok->n_specials++] = (int32_t)i;
+                unsigned char c = (unsigned char)tok->text[i][0];
+                tok->special_first[c >> 3] |= (uint8_t)(1u << (c & 7));
+            }
         qsort_r(tok->specials, tok->n_specials, sizeof *tok->specials, special_longer_first, tok);
     }
     /* end of generation: EOS, EOT, EOM and the usual end-of-turn texts */
@@ -305,9 +390,22 @@ static llmops_status partition(const llmops_tokenizer *tok, const char *text, si
                                frag_list *out, llmops_error *err) {
     frag_list cur = {0}, next = {0};
     llmops_status st = frag_push(&cur, (fragment){0, len, -1}, err);
-    for (size_t s = 0; !st && s < tok->n_specials; s++) {
+    /* one pass finds which first bytes of special tokens occur at all, so
+     * that the (longest-first) search below skips tokens that cannot match */
+    uint8_t seen[32] = {0};
+    int any = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (tok->special_first[c >> 3] & (1u << (c & 7))) {
+            seen[c >> 3] |= (uint8_t)(1u << (c & 7));
+            any = 1;
+        }
+    }
+    for (size_t s = 0; any && !st && s < tok->n_specials; s++) {
         int32_t id = tok->specials[s];
         if (!parse_special && tok->types[id] == LLMOPS_TOKEN_CONTROL) continue;
+        unsigned char c0 = (unsigned char)tok->text[id][0];
+        if (!(seen[c0 >> 3] & (1u << (c0 & 7)))) continue;
         const char *sp = tok->text[id];
         size_t sl = tok->len[id];
         next.n = 0;
