@@ -7,7 +7,20 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void set_funcs(void) { json_set_alloc_funcs(llmops_malloc, llmops_free); }
+/*
+ * jansson does not always report a failed allocation: its lexer can drop a
+ * character it failed to store and go on. So every allocation it makes is
+ * watched, and a call during which one failed is turned into NOMEM.
+ */
+static _Thread_local int g_alloc_failed;
+
+static void *watched_malloc(size_t n) {
+    void *p = llmops_malloc(n);
+    if (!p) g_alloc_failed = 1;
+    return p;
+}
+
+static void set_funcs(void) { json_set_alloc_funcs(watched_malloc, llmops_free); }
 
 void llmops_json_init(void) { pthread_once(&g_once, set_funcs); }
 
@@ -15,7 +28,13 @@ llmops_status llmops_json_parse(const char *data, size_t len, const char *origin
                                 llmops_error *err) {
     llmops_json_init();
     json_error_t je;
+    g_alloc_failed = 0;
     *out = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (g_alloc_failed) {
+        json_decref(*out);
+        *out = NULL;
+        return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory parsing JSON", origin);
+    }
     if (!*out) {
         if (strstr(je.text, "out of memory") || je.text[0] == '\0')
             return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory parsing JSON", origin);
@@ -44,6 +63,7 @@ typedef struct {
 
 static int dump_cb(const char *buffer, size_t size, void *data) {
     dump_ctx *c = data;
+    if (c->st) return -1;
     c->st = llmops_buf_append(c->b, buffer, size, c->err);
     return c->st ? -1 : 0;
 }
@@ -52,8 +72,10 @@ llmops_status llmops_json_dump(const json_t *j, int indent, llmops_buf *b, llmop
     llmops_json_init();
     dump_ctx c = {b, err, LLMOPS_OK};
     size_t flags = JSON_PRESERVE_ORDER | (indent > 0 ? JSON_INDENT(indent) : JSON_COMPACT);
-    if (json_dump_callback(j, dump_cb, &c, flags) != 0)
-        return c.st ? c.st : llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory writing JSON");
+    g_alloc_failed = 0;
+    int r = json_dump_callback(j, dump_cb, &c, flags);
+    if (c.st) return c.st;
+    if (r != 0 || g_alloc_failed) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory writing JSON");
     return LLMOPS_OK;
 }
 
