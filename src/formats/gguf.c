@@ -363,6 +363,14 @@ llmops_status llmops_gguf_parse(const void *data, size_t size, const char *origi
         if (!g->tensors) { st = nomem(&c); goto fail; }
     }
     g->alignment = LLMOPS_GGUF_DEFAULT_ALIGNMENT;
+    size_t key_cap = 16;
+    while (key_cap < g->n_kv * 2) key_cap *= 2;
+    uint32_t *key_set = llmops_arena_alloc(g->arena, key_cap * sizeof *key_set, _Alignof(uint32_t));
+    if (!key_set) {
+        st = nomem(&c);
+        goto fail;
+    }
+    memset(key_set, 0, key_cap * sizeof *key_set);
     for (size_t i = 0; i < g->n_kv; i++) {
         llmops_gguf_kv *kv = &g->kvs[i];
         kv->offset = c.pos;
@@ -373,13 +381,20 @@ llmops_status llmops_gguf_parse(const void *data, size_t size, const char *origi
             llmops_error_prefix(err, "key '%.*s': ", (int)(kv->key.len > 100 ? 100 : kv->key.len), kv->key.data);
             goto fail;
         }
-        for (size_t j = 0; j < i; j++) {
-            if (g->kvs[j].key.len == kv->key.len && memcmp(g->kvs[j].key.data, kv->key.data, (size_t)kv->key.len) == 0) {
-                st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: offset %llu: duplicate key '%.*s'", origin,
-                                      (unsigned long long)kv->offset, (int)(kv->key.len > 100 ? 100 : kv->key.len),
-                                      kv->key.data);
-                goto fail;
+        /* duplicate keys: an open-addressing set of the keys seen so far */
+        {
+            size_t slot = (size_t)name_hash(kv->key.data, (size_t)kv->key.len) & (key_cap - 1);
+            while (key_set[slot]) {
+                const llmops_gguf_str *o = &g->kvs[key_set[slot] - 1].key;
+                if (o->len == kv->key.len && memcmp(o->data, kv->key.data, (size_t)kv->key.len) == 0) {
+                    st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: offset %llu: duplicate key '%.*s'", origin,
+                                          (unsigned long long)kv->offset, (int)(kv->key.len > 100 ? 100 : kv->key.len),
+                                          kv->key.data);
+                    goto fail;
+                }
+                slot = (slot + 1) & (key_cap - 1);
             }
+            key_set[slot] = (uint32_t)i + 1;
         }
         if (llmops_gguf_str_eq(kv->key, "general.alignment")) {
             uint64_t a = kv->value.v.u64;
