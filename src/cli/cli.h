@@ -19,6 +19,8 @@ int cmd_tokenize(int argc, char **argv);
 void usage_tokenize(FILE *out);
 int cmd_detokenize(int argc, char **argv);
 void usage_detokenize(FILE *out);
+int cmd_tokenizer(int argc, char **argv);
+void usage_tokenizer(FILE *out);
 
 /* 1 when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

@@ -20,6 +20,7 @@ static const cli_command k_commands[] = {
     {"convert", "convert llama2.c / Hugging Face models to GGUF, and GGUF to Hugging Face", cmd_convert, usage_convert},
     {"tokenize", "split text into the token ids of a model's tokenizer", cmd_tokenize, usage_tokenize},
     {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
+    {"tokenizer", "train a byte-level BPE tokenizer on a corpus", cmd_tokenizer, usage_tokenizer},
     {"version", "print the version", cmd_version, usage_version},
 };
 #define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])
