@@ -330,7 +330,7 @@ static llmops_status pretok_piece(pretok_job *J, pretok_thread *T, const piece *
     for (size_t k = 0; k < J->sp->n; k++) cache[k] = SIZE_MAX;
     llmops_status st = LLMOPS_OK;
     for (size_t seg = 0; seg < pc->n && !st;) {
-        size_t ml;
+        size_t ml = 0;
         size_t s = J->sp->n ? next_special(J->sp, pc->p, pc->n, seg, cache, &ml) : pc->n;
         if (s > seg) {
             size_t b = cp_at(&t, seg), e = cp_at(&t, s);
