@@ -19,6 +19,12 @@ int cmd_tokenize(int argc, char **argv);
 void usage_tokenize(FILE *out);
 int cmd_detokenize(int argc, char **argv);
 void usage_detokenize(FILE *out);
+int cmd_embed(int argc, char **argv);
+void usage_embed(FILE *out);
+int cmd_perplexity(int argc, char **argv);
+void usage_perplexity(FILE *out);
+int cmd_generate(int argc, char **argv);
+void usage_generate(FILE *out);
 int cmd_tokenizer(int argc, char **argv);
 void usage_tokenizer(FILE *out);
 

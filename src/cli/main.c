@@ -18,6 +18,9 @@ static void usage_version(FILE *out) { fprintf(out, "usage: llmops version\n\nPr
 static const cli_command k_commands[] = {
     {"inspect", "show the metadata and tensor table of a model file or folder", cmd_inspect, usage_inspect},
     {"convert", "convert llama2.c / Hugging Face models to GGUF, and GGUF to Hugging Face", cmd_convert, usage_convert},
+    {"generate", "generate text with a model (greedy or sampled), streaming", cmd_generate, usage_generate},
+    {"embed", "sentence embeddings with an encoder (BERT) model", cmd_embed, usage_embed},
+    {"perplexity", "perplexity of a model on a text file", cmd_perplexity, usage_perplexity},
     {"tokenize", "split text into the token ids of a model's tokenizer", cmd_tokenize, usage_tokenize},
     {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
     {"tokenizer", "train a byte-level BPE tokenizer on a corpus", cmd_tokenizer, usage_tokenizer},

@@ -1,0 +1,493 @@
+/*
+ * The forward pass: one decoder (or the BERT encoder) driven by the
+ * architecture descriptor, over a batch of tokens from several sequences that
+ * share one KV cache of cells (position + sequence set), as in llama.cpp.
+ *
+ * Shapes (n = tokens in the batch, d = hidden, hd = head dim):
+ *   x   (n, d)            residual stream
+ *   q   (n, n_heads·hd)   k, v (n, n_kv·hd)
+ *   ff1, ff2 (n, ffn)     MLP activations
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "llmops/alloc.h"
+#include "model/model_internal.h"
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+/* Y (n × rows) = X (n × cols) · Wᵀ (+ bias). */
+static void linear(llmops_context *ctx, const mview *w, const mview *b, const float *X, size_t n, float *Y) {
+    mm_matmul(w->type, w->data, (size_t)w->rows, (size_t)w->cols, X, n, Y, ctx->pool);
+    if (b && b->data) {
+        const float *bias = b->data;
+        if (b->type != LLMOPS_DTYPE_F32) { /* an F16/BF16 checkpoint: convert once per call */
+            mm_dequant_row(b->type, b->data, ctx->wtmp, (size_t)b->cols);
+            bias = ctx->wtmp;
+        }
+        for (size_t t = 0; t < n; t++)
+            for (int64_t r = 0; r < w->rows; r++) Y[t * (size_t)w->rows + (size_t)r] += bias[r];
+    }
+}
+
+/* A 1-D weight as floats (norm weights and biases are F32; others are converted once per use). */
+static const float *f32_of(const mview *v, float *tmp) {
+    if (v->type == LLMOPS_DTYPE_F32) return v->data;
+    mm_dequant_row(v->type, v->data, tmp, (size_t)v->cols);
+    return tmp;
+}
+
+static void rms_norm(const float *x, const float *w, float *y, int64_t d, double eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < d; i++) ss += (double)x[i] * x[i];
+    float s = (float)(1.0 / sqrt(ss / (double)d + eps));
+    for (int64_t i = 0; i < d; i++) y[i] = x[i] * s * w[i];
+}
+
+static void layer_norm(const float *x, const float *w, const float *b, float *y, int64_t d, double eps) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < d; i++) mean += x[i];
+    mean /= (double)d;
+    for (int64_t i = 0; i < d; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+    var /= (double)d;
+    float s = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
+    for (int64_t i = 0; i < d; i++) y[i] = (x[i] - m) * s * w[i] + (b ? b[i] : 0.0f);
+}
+
+static void norm_rows(const llmops_model *m, const mview *w, const mview *b, const float *x, float *y, size_t n,
+                      float *tmp_w, float *tmp_b) {
+    int64_t d = m->arch.hidden_size;
+    const float *wf = f32_of(w, tmp_w);
+    const float *bf = b->data ? f32_of(b, tmp_b) : NULL;
+    for (size_t t = 0; t < n; t++) {
+        if (m->arch.norm == LLMOPS_NORM_RMS) rms_norm(x + t * (size_t)d, wf, y + t * (size_t)d, d, m->arch.norm_eps);
+        else layer_norm(x + t * (size_t)d, wf, bf, y + t * (size_t)d, d, m->arch.norm_eps);
+    }
+}
+
+static float act(llmops_act_kind k, float x) {
+    switch (k) {
+    case LLMOPS_ACT_SILU: return x / (1.0f + expf(-x));
+    case LLMOPS_ACT_GELU: return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    case LLMOPS_ACT_GELU_TANH: {
+        const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+        return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+    }
+    case LLMOPS_ACT_RELU: return x > 0 ? x : 0;
+    }
+    return x;
+}
+
+/* Rotates one head vector in place at position pos. */
+static void rope(const llmops_model *m, float *v, int32_t pos) {
+    int64_t half = m->arch.rope_dim / 2, hd = m->arch.head_dim;
+    for (int64_t i = 0; i < half; i++) {
+        float theta = (float)pos * m->rope_freqs[i];
+        float c = cosf(theta), s = sinf(theta);
+        int64_t a, b;
+        if (m->rope_neox) a = i, b = i + m->arch.rope_dim / 2; /* rotate halves */
+        else a = 2 * i, b = 2 * i + 1;                        /* adjacent pairs */
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+    (void)hd;
+}
+
+/* ---- KV cache access -------------------------------------------------------------------- */
+
+static size_t kv_dim(const llmops_model *m) { return (size_t)(m->arch.n_kv_heads * m->arch.head_dim); }
+
+static void *kv_row(const llmops_context *ctx, void *base, int layer, uint32_t cell) {
+    size_t kd = kv_dim(ctx->m);
+    return (uint8_t *)base + (((size_t)layer * ctx->n_cells + cell) * kd) * ctx->kv_elt;
+}
+
+static void kv_store(const llmops_context *ctx, void *dst, const float *src, size_t n) {
+    if (ctx->p.kv_type == LLMOPS_KV_F32) memcpy(dst, src, n * sizeof(float));
+    else {
+        uint16_t *h = dst;
+        for (size_t i = 0; i < n; i++) h[i] = llmops_fp32_to_fp16(src[i]);
+    }
+}
+
+static float kv_dot(const llmops_context *ctx, const void *row, const float *q, size_t n) {
+    float s = 0;
+    if (ctx->p.kv_type == LLMOPS_KV_F32) {
+        const float *r = row;
+        for (size_t i = 0; i < n; i++) s += r[i] * q[i];
+    } else {
+        const uint16_t *r = row;
+        for (size_t i = 0; i < n; i++) s += llmops_fp16_to_fp32(r[i]) * q[i];
+    }
+    return s;
+}
+
+static void kv_axpy(const llmops_context *ctx, const void *row, float a, float *y, size_t n) {
+    if (ctx->p.kv_type == LLMOPS_KV_F32) {
+        const float *r = row;
+        for (size_t i = 0; i < n; i++) y[i] += a * r[i];
+    } else {
+        const uint16_t *r = row;
+        for (size_t i = 0; i < n; i++) y[i] += a * llmops_fp16_to_fp32(r[i]);
+    }
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+typedef struct {
+    llmops_context *ctx;
+    const llmops_batch_item *items;
+    const uint32_t *cell_of;  /* batch token → its cell */
+    size_t n;
+    int layer;
+    int bidirectional;        /* BERT: attend within the batch, both ways */
+} attn_job;
+
+/* One (token, head) pair: softmax(q·K/√hd) V over the visible cells. */
+static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
+    llmops_context *ctx = J->ctx;
+    const llmops_model *m = ctx->m;
+    int64_t hd = m->arch.head_dim, group = m->arch.n_heads / m->arch.n_kv_heads, g = h / group;
+    size_t qd = (size_t)(m->arch.n_heads * hd);
+    const float *q = ctx->q + t * qd + (size_t)(h * hd);
+    float *out = ctx->att + t * qd + (size_t)(h * hd);
+    float scale = 1.0f / sqrtf((float)hd);
+    uint64_t bit = (uint64_t)1 << J->items[t].seq;
+    int32_t pos = J->items[t].pos;
+    float mx = -FLT_MAX;
+    uint32_t hi = ctx->used_hi;
+    for (uint32_t c = 0; c < hi; c++) {
+        const kv_cell *cell = &ctx->cells[c];
+        scores[c] = -FLT_MAX;
+        if (!(cell->seqs & bit) || (!J->bidirectional && cell->pos > pos)) continue;
+        const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
+        float s = kv_dot(ctx, k, q, (size_t)hd) * scale;
+        scores[c] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (uint32_t c = 0; c < hi; c++) {
+        if (scores[c] == -FLT_MAX) continue;
+        scores[c] = expf(scores[c] - mx);
+        sum += scores[c];
+    }
+    memset(out, 0, (size_t)hd * sizeof(float));
+    if (sum <= 0) return;
+    for (uint32_t c = 0; c < hi; c++) {
+        if (scores[c] == -FLT_MAX || scores[c] == 0) continue;
+        const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
+        kv_axpy(ctx, v, scores[c] / sum, out, (size_t)hd);
+    }
+}
+
+static void attend_range(void *vjob, size_t begin, size_t end, int ith) {
+    attn_job *J = vjob;
+    float *scores = J->ctx->scores + (size_t)ith * J->ctx->n_cells;
+    int64_t nh = J->ctx->m->arch.n_heads;
+    for (size_t w = begin; w < end; w++) attend_one(J, w / (size_t)nh, (int64_t)(w % (size_t)nh), scores);
+}
+
+/* ---- the cache's cells ------------------------------------------------------------------------ */
+
+void llmops_kv_clear(llmops_context *ctx) {
+    memset(ctx->cells, 0, ctx->n_cells * sizeof *ctx->cells);
+    ctx->used_hi = 0;
+}
+
+static void shrink_used(llmops_context *ctx) {
+    while (ctx->used_hi > 0 && ctx->cells[ctx->used_hi - 1].seqs == 0) ctx->used_hi--;
+}
+
+void llmops_kv_seq_rm(llmops_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+    for (uint32_t c = 0; c < ctx->used_hi; c++) {
+        kv_cell *cell = &ctx->cells[c];
+        if (cell->pos < p0 || (p1 >= 0 && cell->pos >= p1)) continue;
+        if (seq < 0) cell->seqs = 0;
+        else if (seq < 64) cell->seqs &= ~((uint64_t)1 << seq);
+    }
+    shrink_used(ctx);
+}
+
+void llmops_kv_seq_cp(llmops_context *ctx, int32_t src, int32_t dst, int32_t p0, int32_t p1) {
+    if (src < 0 || src >= 64 || dst < 0 || dst >= 64) return;
+    for (uint32_t c = 0; c < ctx->used_hi; c++) {
+        kv_cell *cell = &ctx->cells[c];
+        if (!(cell->seqs & ((uint64_t)1 << src)) || cell->pos < p0 || (p1 >= 0 && cell->pos >= p1)) continue;
+        cell->seqs |= (uint64_t)1 << dst;
+    }
+}
+
+int32_t llmops_kv_seq_pos_max(const llmops_context *ctx, int32_t seq) {
+    int32_t mx = -1;
+    if (seq < 0 || seq >= 64) return -1;
+    for (uint32_t c = 0; c < ctx->used_hi; c++)
+        if ((ctx->cells[c].seqs & ((uint64_t)1 << seq)) && ctx->cells[c].pos > mx) mx = ctx->cells[c].pos;
+    return mx;
+}
+
+uint32_t llmops_kv_used(const llmops_context *ctx) {
+    uint32_t n = 0;
+    for (uint32_t c = 0; c < ctx->used_hi; c++) n += ctx->cells[c].seqs != 0;
+    return n;
+}
+
+/* ---- context ----------------------------------------------------------------------------------- */
+
+void llmops_context_params_init(llmops_context_params *p) {
+    memset(p, 0, sizeof *p);
+    p->n_batch = 512;
+    p->n_seq_max = 1;
+    p->kv_type = LLMOPS_KV_F16;
+}
+
+static llmops_status alloc_scratch(llmops_context *ctx, uint32_t n, llmops_error *err) {
+    const llmops_arch *a = &ctx->m->arch;
+    size_t d = (size_t)a->hidden_size, qd = (size_t)(a->n_heads * a->head_dim), kvd = kv_dim(ctx->m);
+    size_t f = (size_t)a->ffn_size, wide = qd + 2 * kvd > d ? qd + 2 * kvd : d;
+    size_t fw = f > wide ? f : wide;
+    float **bufs[] = {&ctx->x, &ctx->h, &ctx->q, &ctx->kk, &ctx->vv, &ctx->att, &ctx->ff1, &ctx->ff2};
+    size_t sizes[] = {d, wide, qd + 2 * kvd, kvd, kvd, qd > d ? qd : d, fw, fw};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        llmops_free(*bufs[i]);
+        *bufs[i] = llmops_malloc((size_t)n * sizes[i] * sizeof(float));
+        if (!*bufs[i]) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a batch of %u tokens", n);
+    }
+    llmops_free(ctx->wtmp);
+    size_t wt = 2 * (f > wide ? f : wide);
+    ctx->wtmp = llmops_malloc(wt * sizeof(float));
+    if (!ctx->wtmp) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+    ctx->scratch_tokens = n;
+    return LLMOPS_OK;
+}
+
+void llmops_context_free(llmops_context *ctx) {
+    if (!ctx) return;
+    llmops_threadpool_free(ctx->pool);
+    llmops_free(ctx->cells);
+    llmops_free(ctx->k);
+    llmops_free(ctx->v);
+    llmops_free(ctx->out);
+    llmops_free(ctx->out_index);
+    float *bufs[] = {ctx->x, ctx->h, ctx->q, ctx->kk, ctx->vv, ctx->att, ctx->ff1, ctx->ff2, ctx->scores, ctx->wtmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llmops_free(bufs[i]);
+    llmops_free(ctx);
+}
+
+llmops_status llmops_context_create(const llmops_model *m, const llmops_context_params *p, llmops_context **out,
+                                    llmops_error *err) {
+    *out = NULL;
+    llmops_context_params defaults;
+    if (!p) {
+        llmops_context_params_init(&defaults);
+        p = &defaults;
+    }
+    if (p->n_seq_max < 1 || p->n_seq_max > 64)
+        return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "n_seq_max must be 1..64, not %u", p->n_seq_max);
+    llmops_context *ctx = llmops_calloc(1, sizeof *ctx);
+    if (!ctx) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+    ctx->m = m;
+    ctx->p = *p;
+    if (!ctx->p.n_batch) ctx->p.n_batch = 512;
+    uint32_t n_ctx = p->n_ctx;
+    if (!n_ctx) n_ctx = m->arch.max_positions > 4096 ? 4096 : (uint32_t)m->arch.max_positions;
+    ctx->n_cells = n_ctx;
+    ctx->kv_elt = p->kv_type == LLMOPS_KV_F32 ? 4 : 2;
+    size_t per = (size_t)m->arch.n_layers * n_ctx * kv_dim(m) * ctx->kv_elt;
+    llmops_status st = llmops_threadpool_create(p->n_threads, &ctx->pool, err);
+    if (st) goto fail;
+    ctx->cells = llmops_calloc(n_ctx, sizeof *ctx->cells);
+    ctx->k = llmops_malloc(per ? per : 1);
+    ctx->v = llmops_malloc(per ? per : 1);
+    ctx->scores = llmops_malloc((size_t)llmops_threadpool_n_threads(ctx->pool) * n_ctx * sizeof(float));
+    ctx->out_width = m->arch.family == LLMOPS_ARCH_BERT ? (size_t)m->arch.hidden_size : (size_t)m->arch.vocab_size;
+    if (!ctx->cells || !ctx->k || !ctx->v || !ctx->scores) {
+        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a KV cache of %u cells (%zu bytes)", n_ctx, 2 * per);
+        goto fail;
+    }
+    if ((st = alloc_scratch(ctx, ctx->p.n_batch < n_ctx ? ctx->p.n_batch : n_ctx, err))) goto fail;
+    *out = ctx;
+    return LLMOPS_OK;
+fail:
+    llmops_context_free(ctx);
+    return st;
+}
+
+uint32_t llmops_context_n_ctx(const llmops_context *ctx) { return ctx->n_cells; }
+size_t llmops_output_width(const llmops_context *ctx) { return ctx->out_width; }
+
+const float *llmops_get_logits(const llmops_context *ctx, size_t i) {
+    if (!ctx->out_index || i >= ctx->out_cap_items || ctx->out_index[i] == SIZE_MAX) return NULL;
+    return ctx->out + ctx->out_index[i] * ctx->out_width;
+}
+
+/* ---- one pass over a chunk of the batch ------------------------------------------------------------ */
+
+static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it, size_t n, size_t out_row0,
+                                size_t item0, llmops_error *err) {
+    const llmops_model *m = ctx->m;
+    const llmops_arch *a = &m->arch;
+    size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, qd = (size_t)a->n_heads * hd, kvd = kv_dim(m);
+    size_t f = (size_t)a->ffn_size;
+    int bert = a->family == LLMOPS_ARCH_BERT;
+    float *tw = ctx->wtmp, *tb = ctx->wtmp + d; /* 1-D weights that are not F32 are converted here */
+    /* cells for the new tokens */
+    uint32_t *cell_of = llmops_malloc(n * sizeof *cell_of);
+    if (!cell_of) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+    uint32_t next = 0;
+    for (size_t t = 0; t < n; t++) {
+        while (next < ctx->n_cells && ctx->cells[next].seqs) next++;
+        if (next == ctx->n_cells) {
+            llmops_free(cell_of);
+            return llmops_error_set(err, LLMOPS_ERR_LIMIT,
+                                    "context full: all %u KV cells are in use (raise n_ctx or free a sequence)", ctx->n_cells);
+        }
+        cell_of[t] = next++;
+    }
+    /* embeddings */
+    for (size_t t = 0; t < n; t++) {
+        float *x = ctx->x + t * d;
+        mm_dequant_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)it[t].token * m->tok_embd.row_bytes,
+                              x, d);
+        if (m->pos_embd.data) {
+            float *pe = ctx->h;
+            mm_dequant_row(m->pos_embd.type,
+                                  (const uint8_t *)m->pos_embd.data + (size_t)it[t].pos * m->pos_embd.row_bytes, pe, d);
+            for (size_t i = 0; i < d; i++) x[i] += pe[i];
+        }
+        if (m->type_embd.data) {
+            float *te = ctx->h;
+            mm_dequant_row(m->type_embd.type, m->type_embd.data, te, d); /* token type 0 */
+            for (size_t i = 0; i < d; i++) x[i] += te[i];
+        }
+    }
+    if (bert) {
+        memcpy(ctx->h, ctx->x, n * d * sizeof(float));
+        norm_rows(m, &m->embd_norm, &m->embd_norm_b, ctx->h, ctx->x, n, tw, tb);
+    }
+    for (int l = 0; l < (int)a->n_layers; l++) {
+        const mlayer *L = &m->layers[l];
+        /* attention input */
+        if (bert) memcpy(ctx->h, ctx->x, n * d * sizeof(float));
+        else norm_rows(m, &L->attn_norm, &L->attn_norm_b, ctx->x, ctx->h, n, tw, tb);
+        float *q = ctx->q;
+        if (L->wqkv.data) {
+            float *qkv = ctx->ff1; /* (n, qd + 2 kvd) */
+            linear(ctx, &L->wqkv, &L->bqkv, ctx->h, n, qkv);
+            size_t w = qd + 2 * kvd;
+            for (size_t t = 0; t < n; t++) {
+                memcpy(q + t * qd, qkv + t * w, qd * sizeof(float));
+                memcpy(ctx->kk + t * kvd, qkv + t * w + qd, kvd * sizeof(float));
+                memcpy(ctx->vv + t * kvd, qkv + t * w + qd + kvd, kvd * sizeof(float));
+            }
+        } else {
+            linear(ctx, &L->wq, &L->bq, ctx->h, n, q);
+            linear(ctx, &L->wk, &L->bk, ctx->h, n, ctx->kk);
+            linear(ctx, &L->wv, &L->bv, ctx->h, n, ctx->vv);
+        }
+        if (a->pos == LLMOPS_POS_ROPE)
+            for (size_t t = 0; t < n; t++) {
+                for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, it[t].pos);
+                for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, it[t].pos);
+            }
+        for (size_t t = 0; t < n; t++) {
+            kv_store(ctx, kv_row(ctx, ctx->k, l, cell_of[t]), ctx->kk + t * kvd, kvd);
+            kv_store(ctx, kv_row(ctx, ctx->v, l, cell_of[t]), ctx->vv + t * kvd, kvd);
+        }
+        /* the new cells become visible to this layer's attention */
+        for (size_t t = 0; t < n; t++) {
+            ctx->cells[cell_of[t]].pos = it[t].pos;
+            ctx->cells[cell_of[t]].seqs = (uint64_t)1 << it[t].seq;
+            if (cell_of[t] + 1 > ctx->used_hi) ctx->used_hi = cell_of[t] + 1;
+        }
+        attn_job J = {ctx, it, cell_of, n, l, bert};
+        llmops_threadpool_parallel_for(ctx->pool, n * (size_t)a->n_heads, 1, attend_range, &J);
+        linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->h);
+        for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
+        if (bert) {
+            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
+            norm_rows(m, &L->attn_out_norm, &L->attn_out_norm_b, ctx->h, ctx->x, n, tw, tb);
+            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
+        } else {
+            norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, ctx->h, n, tw, tb);
+        }
+        /* MLP */
+        linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
+        if (a->gated_ffn) {
+            linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
+            for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
+        } else {
+            for (size_t i = 0; i < n * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
+        }
+        linear(ctx, &L->w_down, &L->b_down, ctx->ff1, n, ctx->h);
+        for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
+        if (bert) {
+            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
+            norm_rows(m, &L->out_norm, &L->out_norm_b, ctx->h, ctx->x, n, tw, tb);
+        }
+    }
+    /* outputs */
+    size_t row = out_row0;
+    for (size_t t = 0; t < n; t++) {
+        if (!it[t].logits) continue;
+        float *o = ctx->out + row * ctx->out_width;
+        ctx->out_index[item0 + t] = row++;
+        if (bert) {
+            memcpy(o, ctx->x + t * d, d * sizeof(float));
+            continue;
+        }
+        norm_rows(m, &m->output_norm, &m->output_norm_b, ctx->x + t * d, ctx->h, 1, tw, tb);
+        linear(ctx, &m->output, NULL, ctx->h, 1, o);
+    }
+    if (bert) /* an encoder keeps nothing between calls */
+        for (size_t t = 0; t < n; t++) ctx->cells[cell_of[t]].seqs = 0;
+    shrink_used(ctx);
+    llmops_free(cell_of);
+    return LLMOPS_OK;
+}
+
+llmops_status llmops_decode(llmops_context *ctx, const llmops_batch_item *items, size_t n, llmops_error *err) {
+    const llmops_arch *a = &ctx->m->arch;
+    size_t n_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        const llmops_batch_item *b = &items[i];
+        if (b->token < 0 || b->token >= a->vocab_size)
+            return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "batch item %zu: token %d is outside the vocabulary of %lld",
+                                    i, b->token, (long long)a->vocab_size);
+        if (b->seq < 0 || (uint32_t)b->seq >= ctx->p.n_seq_max)
+            return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "batch item %zu: sequence %d is outside 0..%u", i, b->seq,
+                                    ctx->p.n_seq_max - 1);
+        if (b->pos < 0 || b->pos >= a->max_positions)
+            return llmops_error_set(err, LLMOPS_ERR_LIMIT,
+                                    "batch item %zu: position %d is past the model's context length %lld", i, b->pos,
+                                    (long long)a->max_positions);
+        n_out += b->logits != 0;
+    }
+    if (a->family == LLMOPS_ARCH_BERT && n > ctx->scratch_tokens)
+        return llmops_error_set(err, LLMOPS_ERR_LIMIT, "BERT input of %zu tokens exceeds the batch size %u", n,
+                                ctx->scratch_tokens);
+    /* output rows */
+    if (n > ctx->out_cap_items) {
+        size_t *ni = llmops_reallocarray(ctx->out_index, n, sizeof *ni);
+        if (!ni) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+        ctx->out_index = ni;
+        ctx->out_cap_items = n;
+    }
+    for (size_t i = 0; i < ctx->out_cap_items; i++) ctx->out_index[i] = SIZE_MAX;
+    if (n_out > ctx->out_rows_cap) {
+        float *no = llmops_reallocarray(ctx->out, n_out, ctx->out_width * sizeof(float));
+        if (!no) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for %zu output rows", n_out);
+        ctx->out = no;
+        ctx->out_rows_cap = n_out;
+    }
+    /* long batches are evaluated in chunks (prompt prefill) */
+    size_t row = 0;
+    for (size_t i = 0; i < n; i += ctx->scratch_tokens) {
+        size_t c = n - i < ctx->scratch_tokens ? n - i : ctx->scratch_tokens;
+        llmops_status st = eval_chunk(ctx, items + i, c, row, i, err);
+        if (st) return st;
+        for (size_t k = 0; k < c; k++) row += items[i + k].logits != 0;
+    }
+    return LLMOPS_OK;
+}

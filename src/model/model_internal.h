@@ -1,0 +1,75 @@
+/* Internal layout of llmops_model and llmops_context. */
+#ifndef LLMOPS_MODEL_INTERNAL_H
+#define LLMOPS_MODEL_INTERNAL_H
+
+#include "llmops/gguf.h"
+#include "llmops/llama2c.h"
+#include "llmops/model.h"
+#include "llmops/safetensors.h"
+#include "llmops/threadpool.h"
+
+/* A weight: rows × cols, row-major, each row `row_bytes` bytes of `type`. */
+typedef struct {
+    int type;
+    int64_t rows, cols;
+    size_t row_bytes;
+    const void *data; /* NULL: absent */
+} mview;
+
+typedef struct {
+    mview attn_norm, attn_norm_b;
+    mview wq, wk, wv, wqkv, bq, bk, bv, bqkv;
+    mview wo, bo;
+    mview attn_out_norm, attn_out_norm_b;   /* BERT: post-attention LayerNorm */
+    mview ffn_norm, ffn_norm_b;
+    mview w_gate, w_up, w_down, b_gate, b_up, b_down;
+    mview out_norm, out_norm_b;             /* BERT: post-FFN LayerNorm */
+} mlayer;
+
+struct llmops_model {
+    llmops_arch arch;
+    int rope_neox;             /* 1: rotate halves (HF, Qwen2 GGUF); 0: adjacent pairs (llama.cpp llama, llama2.c) */
+    mview tok_embd, pos_embd, type_embd, embd_norm, embd_norm_b;
+    mview output_norm, output_norm_b, output;
+    float *rope_freqs;         /* (head_dim/2) frequency per rotated pair, scaling applied */
+    mlayer *layers;
+    llmops_tokenizer *tok;
+    /* storage */
+    llmops_gguf *gguf;
+    llmops_llama2c *l2c;
+    llmops_st_model *st;
+    void **owned;              /* buffers made at load (transposed GPT-2 weights) */
+    size_t n_owned;
+    uint64_t weight_bytes, n_params;
+    char desc[160];
+};
+
+typedef struct {
+    int32_t pos;
+    uint64_t seqs;             /* bit s: the cell belongs to sequence s */
+} kv_cell;
+
+struct llmops_context {
+    const llmops_model *m;
+    llmops_context_params p;
+    llmops_threadpool *pool;
+    uint32_t n_cells;
+    kv_cell *cells;
+    uint32_t used_hi;          /* cells [0, used_hi) may be in use */
+    void *k, *v;               /* per layer: n_cells × kv_dim of kv_type */
+    size_t kv_elt;             /* bytes per element */
+    /* outputs of the last decode */
+    float *out;                /* n_out × out_width */
+    size_t *out_index;         /* item → row in out, or SIZE_MAX */
+    size_t out_cap_items, out_rows_cap, out_width;
+    /* scratch, sized for n_batch tokens */
+    float *x, *h, *q, *kk, *vv, *att, *ff1, *ff2, *scores, *wtmp;
+    uint32_t scratch_tokens;
+};
+
+/* Matrix products and row conversion for the engine (src/model/mm.c). */
+void mm_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n, float *Y,
+               llmops_threadpool *pool);
+void mm_dequant_row(int type, const void *src, float *dst, size_t n);
+
+#endif
