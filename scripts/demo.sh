@@ -3,6 +3,7 @@
 # outside this repository. Today's pipeline, on the bundled stories260K model:
 #   llama2.c checkpoint -> inspect -> GGUF (f32, f16) -> inspect -> independent check
 #   -> Hugging Face folder (safetensors + config.json) -> independent check
+#   -> tokenize -> generate (greedy and sampled) -> evaluate (perplexity)
 # Later issues grow it into fine-tune -> evaluate -> register -> serve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,28 @@ rm -rf "$OUT/stories260K-hf"
 $L convert "$OUT/stories260K.f32.gguf" "$OUT/stories260K-hf"
 $L inspect "$OUT/stories260K-hf" | head -8
 /usr/bin/python3 tests/oracle/check_hf_export.py --gguf "$OUT/stories260K.f32.gguf" --out "$OUT/stories260K-hf"
+
+step "6. tokenize with the model's own SentencePiece vocabulary"
+$L tokenize -m "$OUT/stories260K.f16.gguf" -p "Once upon a time, Lily met a cat." | head -12
+
+step "7. generate: greedy from the f16 GGUF, then sampled (seeded) from the llama2.c file"
+$L generate -m "$OUT/stories260K.f16.gguf" --temp 0 -n 96 -p "Once upon a time"
+$L generate -m "$M/stories260K.bin" --temp 0.9 --top-p 0.9 --seed 42 -n 96 -p "Lily and Tom"
+
+step "8. evaluate: perplexity of each file on a TinyStories-style text written here"
+cat >"$OUT/eval.txt" <<'TXT'
+Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.
+One day, Lily saw a big red ball under a tree. She wanted to play with it, so she ran to get it.
+Her mom said, "Be careful, Lily!" Lily smiled and said, "I will, mom." They played with the ball all day.
+At the end of the day, Lily was tired but happy. She went home and had a warm bath and a good sleep.
+Tom was a small boy who liked to build things. He had a box of blocks and a little toy truck.
+He built a tall tower and put the truck on top. Then the tower fell down and the truck went boom.
+Tom laughed and built the tower again, even taller this time. His sister clapped her hands.
+TXT
+for f in "$M/stories260K.bin" "$OUT/stories260K.f32.gguf" "$OUT/stories260K.f16.gguf"; do
+    printf '%-40s ' "$(basename "$f")"
+    $L perplexity -m "$f" -f "$OUT/eval.txt" --ctx 64 2>/dev/null
+done
 
 step "done: outputs in $OUT"
 ls -la "$OUT"

@@ -147,6 +147,10 @@ int cmd_generate(int argc, char **argv) {
         gp.add_special = 0; /* the template writes BOS itself */
     }
     const char *input = chat ? (rendered.data ? rendered.data : "") : file ? text : prompt;
+    if (!chat) { /* like llama.cpp, the continuation follows its prompt */
+        fputs(input, stdout);
+        fflush(stdout);
+    }
     llmops_gen_stats stats;
     if (llmops_generate(m, ctx, input, &gp, print_piece, NULL, &stats, &err)) {
         putchar('\n');

@@ -52,7 +52,8 @@ void mm_matmul(int type, const void *W, size_t rows, size_t cols, const float *X
         return;
     }
     mm_job J = {type, W, rows, cols, (size_t)rb, X, n, Y, tmp};
-    if (pool) llmops_threadpool_parallel_for(pool, rows, 16, mm_rows, &J);
+    /* waking threads costs more than a small product: those run here */
+    if (pool && (uint64_t)rows * cols * n >= (1u << 16)) llmops_threadpool_parallel_for(pool, rows, 16, mm_rows, &J);
     else mm_rows(&J, 0, rows, 0);
     llmops_free(tmp);
 }

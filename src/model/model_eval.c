@@ -402,7 +402,9 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             if (cell_of[t] + 1 > ctx->used_hi) ctx->used_hi = cell_of[t] + 1;
         }
         attn_job J = {ctx, it, cell_of, n, l, bert};
-        llmops_threadpool_parallel_for(ctx->pool, n * (size_t)a->n_heads, 1, attend_range, &J);
+        size_t work = n * (size_t)a->n_heads * ctx->used_hi * hd;
+        if (work >= (1u << 15)) llmops_threadpool_parallel_for(ctx->pool, n * (size_t)a->n_heads, 1, attend_range, &J);
+        else attend_range(&J, 0, n * (size_t)a->n_heads, 0);
         linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->h);
         for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
         if (bert) {
