@@ -52,6 +52,18 @@ void llmops_convert_opts_init(llmops_convert_opts *o);
  */
 llmops_status llmops_convert(const char *in, const char *out, const llmops_convert_opts *o, llmops_error *err);
 
+/*
+ * Quantizes a model into a GGUF file. `recipe` is a type name (q8_0, q4_0,
+ * q4_k, q6_k, f16, bf16, f32) applied to every weight matrix, or q4_k_m: Q4_K
+ * with the sensitive tensors kept at Q6_K (output, and attn_v / ffn_down of
+ * the first and last eighth of the layers and every third layer between),
+ * as llama.cpp's Q4_K_M does. Norms, biases and position embeddings stay F32;
+ * a matrix whose rows do not split into the type's blocks falls back to Q8_0
+ * (or F16). The input may be any model `convert` reads.
+ */
+llmops_status llmops_quantize_model(const char *in, const char *out, const char *recipe, int n_threads,
+                                    llmops_error *err);
+
 /* The descriptor stored in a GGUF file's {arch}.* keys and tensor set. */
 llmops_status llmops_arch_from_gguf(const llmops_gguf *g, llmops_arch *a, llmops_error *err);
 

@@ -64,3 +64,20 @@ int cmd_convert(int argc, char **argv) {
     fprintf(stderr, "wrote %s\n", out);
     return 0;
 }
+
+void usage_quantize(FILE *out) {
+    fprintf(out,
+            "usage: llmops quantize IN OUT.gguf TYPE\n\n"
+            "Quantizes the weight matrices of a model (GGUF, Hugging Face folder or llama2.c\n"
+            "checkpoint) into a GGUF file, bit-compatible with llama.cpp's block layouts.\n"
+            "TYPE: q8_0, q4_0, q4_k, q6_k, f16, bf16, f32, or q4_k_m (Q4_K with the sensitive\n"
+            "tensors at Q6_K, as llama.cpp's Q4_K_M). Norms and biases stay F32.\n");
+}
+
+int cmd_quantize(int argc, char **argv) {
+    if (argc - optind != 3) return cli_usage_error("quantize", "expected IN, OUT and TYPE");
+    llmops_error err = {0};
+    if (llmops_quantize_model(argv[optind], argv[optind + 1], argv[optind + 2], 0, &err)) return cli_fail("%s", err.msg);
+    fprintf(stderr, "wrote %s\n", argv[optind + 1]);
+    return 0;
+}

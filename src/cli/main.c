@@ -18,6 +18,7 @@ static void usage_version(FILE *out) { fprintf(out, "usage: llmops version\n\nPr
 static const cli_command k_commands[] = {
     {"inspect", "show the metadata and tensor table of a model file or folder", cmd_inspect, usage_inspect},
     {"convert", "convert llama2.c / Hugging Face models to GGUF, and GGUF to Hugging Face", cmd_convert, usage_convert},
+    {"quantize", "quantize a model's weights to Q8_0, Q4_0, Q4_K, Q6_K or the Q4_K_M mix", cmd_quantize, usage_quantize},
     {"generate", "generate text with a model (greedy or sampled), streaming", cmd_generate, usage_generate},
     {"embed", "sentence embeddings with an encoder (BERT) model", cmd_embed, usage_embed},
     {"perplexity", "perplexity of a model on a text file", cmd_perplexity, usage_perplexity},

@@ -15,6 +15,7 @@
 #include "formats/convert_names.h"
 #include "llmops/alloc.h"
 #include "llmops/fileio.h"
+#include "llmops/kernels.h"
 #include "llmops/llama2c.h"
 #include "llmops/log.h"
 #include "llmops/safetensors.h"
@@ -109,7 +110,7 @@ static llmops_status fill_tensor(void *vctx, void *dst, uint64_t nbytes, llmops_
     if (si->quantized) {
         deq = llmops_malloc((size_t)n * sizeof(float));
         if (!deq) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory dequantising");
-        if ((st = llmops_dequantize_ref(c->src_type, c->src, deq, (size_t)n, err))) goto done;
+        if ((st = llmops_dequantize_row(c->src_type, c->src, deq, (size_t)n, err))) goto done;
         s = (const uint8_t *)deq;
         stype = LLMOPS_DTYPE_F32;
     }

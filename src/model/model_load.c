@@ -11,6 +11,7 @@
 #include "llmops/alloc.h"
 #include "llmops/convert.h"
 #include "llmops/fileio.h"
+#include "llmops/kernels.h"
 #include "model/model_internal.h"
 
 /* ---- the source of named tensors ---------------------------------------------------- */
@@ -141,7 +142,7 @@ static llmops_status transposed_copy(binder *b, const named *e, mview *out) {
         return llmops_error_set(b->err, LLMOPS_ERR_NOMEM, "out of memory transposing %s", e->name);
     }
     for (int64_t i = 0; i < in; i++) {
-        llmops_status st = llmops_dequantize_ref(e->v.type, (const uint8_t *)e->v.data + (size_t)i * e->v.row_bytes, row,
+        llmops_status st = llmops_dequantize_row(e->v.type, (const uint8_t *)e->v.data + (size_t)i * e->v.row_bytes, row,
                                                  (size_t)outn, b->err);
         if (st) {
             llmops_free(buf);

@@ -1,0 +1,169 @@
+/*
+ * llmops/kernels.h — weight formats and matrix kernels of the CPU inference engine.
+ *
+ * Weights are stored in GGML's block layouts (bit-compatible with GGUF), rows
+ * contiguous; activations are F32. One call multiplies a whole weight matrix:
+ *
+ *     // W: 4096 rows × 4096 columns of Q4_K, straight from a GGUF mapping
+ *     const void *W = llmops_gguf_tensor_data(g, t);
+ *     float x[4096], y[4096];
+ *     llmops_matvec(LLMOPS_DTYPE_Q4_K, W, 4096, 4096, x, y, pool, &err);     // y = W x
+ *
+ *     // prefill: 17 tokens at once, Y[17 × 4096] = X[17 × 4096] · Wᵀ
+ *     llmops_matmul(LLMOPS_DTYPE_Q4_K, W, 4096, 4096, X, 17, Y, pool, &err);
+ *
+ *     // making weights: quantize a row exactly as ggml's reference quantizer does
+ *     uint8_t q[16 * 144];                                   // 16 Q4_K blocks
+ *     llmops_quantize_row(LLMOPS_DTYPE_Q4_K, row, q, 4096, &err);
+ *     llmops_dequantize_row(LLMOPS_DTYPE_Q4_K, q, back, 4096, &err);
+ *
+ * Paths. Every kernel has a portable scalar reference (kernels.c) and, on
+ * x86-64, AVX2+FMA+F16C and AVX-512 (F/BW/VL + VNNI) versions chosen at run
+ * time by CPUID; the library is built without -mavx2, so it runs on any
+ * x86-64 and builds on other architectures (scalar only). LLMOPS_ISA=scalar,
+ * avx2 or avx512 in the environment caps the choice (read once, on first
+ * use); llmops_kernels_set_isa does the same from code.
+ *
+ * Accuracy. F32, F16 and BF16 weights are multiplied with the F32
+ * activations as they are. For the quantized weight types the activation
+ * vector is quantized once per call, as ggml does — to Q8_0 for Q8_0/Q4_0
+ * weights and to Q8_K for Q4_K/Q6_K — and the block dot products are done in
+ * integers. Let ŵ be the dequantized weight row (llmops_dequantize_row), x the
+ * activations, amax_b the largest |x_i| in the activation block b (32 or 256
+ * elements) that holds element i, and S = Σ|ŵ_i·x_i|. Then
+ *
+ *     F32, F16, BF16: |dot − Σ ŵ_i x_i| <= 1e-5 · S                        (n <= 65536)
+ *     Q4_K, Q6_K:     |dot − Σ ŵ_i x_i| <= Σ |ŵ_i| · amax_b / 224 + 1e-5 · S
+ *     Q8_0, Q4_0:     |dot − Σ ŵ_i x_i| <= Σ |ŵ_i| · (amax_b / 224 + 4e-6) + 1e-5 · S
+ *
+ * Rounding x to 8 bits moves each x_i by at most amax_b/254; Q8_0 stores the
+ * activation scale amax_b/127 as f16, which adds amax_b/2048 while it is a
+ * normal f16 and up to 127·2^-25 < 4e-6 where it is subnormal (activation
+ * blocks with amax_b < 8e-3); the 1e-5·S term covers float accumulation.
+ * Activations must stay below 8e6 in magnitude for Q8_0/Q4_0 weights (f16
+ * overflow), as in ggml. Every
+ * SIMD path computes the same integer block sums as the scalar reference;
+ * Q4_K and Q6_K results are identical across paths, F32/F16/BF16/Q8_0/Q4_0
+ * results agree within 1e-5·S (different float summation order).
+ */
+#ifndef LLMOPS_KERNELS_H
+#define LLMOPS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmops/status.h"
+#include "llmops/tensor.h"
+#include "llmops/threadpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Quantizes n floats (a whole number of blocks) into dst, which must hold
+ * llmops_dtype_nbytes(type, n, n) bytes. Types: Q8_0, Q4_0, Q4_K, Q6_K, Q8_K
+ * (byte for byte ggml's quantize_row_*_ref), F16, BF16 (round to nearest
+ * even, as ggml) and F32 (a copy). Fails with INVALID_ARG on a partial block
+ * or a non-finite input, UNSUPPORTED for other types.
+ */
+llmops_status llmops_quantize_row(int type, const float *x, void *dst, size_t n, llmops_error *err);
+
+/*
+ * Dequantizes n elements (a whole number of blocks) of F32, F16, BF16, Q8_0,
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K or Q8_K into dst, with ggml's
+ * dequantize_row_* arithmetic (so results match ggml bit for bit).
+ */
+llmops_status llmops_dequantize_row(int type, const void *src, float *dst, size_t n, llmops_error *err);
+
+/*
+ * Dot product of one weight row (n elements of F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_K or Q6_K) with n F32 activations, within the tolerance above. n must be
+ * a whole number of blocks. Returns NAN for an unsupported type or a partial
+ * block. Quantizes x into a small stack buffer chunk by chunk; for many rows
+ * against one x, llmops_matvec quantizes x only once.
+ */
+float llmops_vec_dot(int type, const void *w_row, const float *x, size_t n);
+
+/*
+ * y[r] = Σ_c W[r][c]·x[c] for r < rows: W is rows × cols in `type` (any type
+ * llmops_vec_dot takes), row-major, rows contiguous (row r starts at byte
+ * r · row_bytes(type, cols)). cols must be a whole number of blocks. Rows are
+ * split across the pool's threads; pool may be NULL (the calling thread does
+ * it all). y must not overlap x or W. Fails with INVALID_ARG or UNSUPPORTED
+ * (nothing written), or NOMEM for the activation buffer.
+ */
+llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, const float *x, float *y,
+                            llmops_threadpool *pool, llmops_error *err);
+
+/*
+ * Y[t][r] = Σ_c X[t][c]·W[r][c] for n tokens: X is n × cols F32, Y is
+ * n × rows F32 (both row-major), W as for llmops_matvec. The work is tiled
+ * over blocks of rows and tokens so that a tile of W is reused across the
+ * tokens while it is in cache; tiles are spread over the pool's threads.
+ * Each Y element equals what llmops_matvec computes for that token.
+ */
+llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
+                            float *Y, llmops_threadpool *pool, llmops_error *err);
+
+/* The path in use: "avx512vnni", "avx2" or "scalar". */
+const char *llmops_kernels_isa(void);
+
+/*
+ * Selects a path by name ("scalar", "avx2", "avx512"/"avx512vnni", or "auto"
+ * for the best this CPU has). UNSUPPORTED when the CPU lacks it. Not
+ * synchronized with running kernels: call it between calls (tests, benches).
+ */
+llmops_status llmops_kernels_set_isa(const char *name, llmops_error *err);
+
+/* Whether this CPU (and build) can run the path named as for set_isa. */
+int llmops_kernels_isa_available(const char *name);
+
+#ifdef LLMOPS_KERNELS_INTERNAL
+/* ---- internal: shared by src/tensor/{quant,kernels,kernels_avx2,kernels_avx512}.c ---- */
+
+#define LLMOPS_Q8_0_BYTES 34  /* f16 d; int8 qs[32]                 */
+#define LLMOPS_Q8_K_BYTES 292 /* float d; int8 qs[256]; int16 bsums[16] */
+
+/*
+ * One path's kernels. The quantized dots take nb weight blocks and the
+ * activations already quantized (Q8_0 blocks for q8_0/q4_0, Q8_K blocks for
+ * q4_K/q6_K), one activation block per 32 (Q8_0) or 256 (Q8_K) elements.
+ */
+typedef struct llmops_kernel_table {
+    const char *name;
+    float (*dot_f32)(const float *w, const float *x, size_t n);
+    float (*dot_f16)(const uint16_t *w, const float *x, size_t n);
+    float (*dot_bf16)(const uint16_t *w, const float *x, size_t n);
+    float (*dot_q8_0)(const void *w, const void *xq, size_t nb);
+    float (*dot_q4_0)(const void *w, const void *xq, size_t nb);
+    float (*dot_q4_K)(const void *w, const void *xq, size_t nb);
+    float (*dot_q6_K)(const void *w, const void *xq, size_t nb);
+} llmops_kernel_table;
+
+extern const llmops_kernel_table llmops_kernels_scalar;
+#if defined(__x86_64__)
+extern const llmops_kernel_table llmops_kernels_avx2;
+extern const llmops_kernel_table llmops_kernels_avx512;
+#endif
+
+/* Activation quantizers (ggml's quantize_row_q8_0_ref / _q8_K_ref), nb blocks. */
+void llmops_kern_quantize_q8_0(const float *x, void *dst, size_t nb);
+void llmops_kern_quantize_q8_K(const float *x, void *dst, size_t nb);
+
+/* ggml's get_scale_min_k4: 6-bit scale and min of Q4_K sub-block j (0..7). */
+static inline void llmops_kern_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+#endif /* LLMOPS_KERNELS_INTERNAL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,399 @@
+/*
+ * Matrix kernels: path selection, the scalar reference kernels, and the
+ * matvec/matmul drivers (activation quantization, tiling, threading).
+ *
+ * The scalar kernels are the reference the SIMD files are tested against.
+ * The quantized dots compute, per block, the integer sum of weight quants
+ * times activation quants and scale it by the two block scales — ggml's
+ * vec_dot_q8_0_q8_0 / q4_0_q8_0 / q4_K_q8_K / q6_K_q8_K arithmetic. The
+ * K-quant dots finish each 256-element super-block with one float
+ * expression, which the SIMD versions reproduce exactly.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LLMOPS_KERNELS_INTERNAL
+#include "llmops/alloc.h"
+#include "llmops/kernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+static float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return llmops_fp16_to_fp32(h);
+}
+
+/* ---- scalar reference kernels ------------------------------------------------------- */
+
+static float dot_f32_scalar(const float *w, const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)w[i] * x[i];
+    return (float)s;
+}
+
+static float dot_f16_scalar(const uint16_t *w, const float *x, size_t n) {
+    const uint8_t *p = (const uint8_t *)w;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)f16_at(p + 2 * i) * x[i];
+    return (float)s;
+}
+
+static float dot_bf16_scalar(const uint16_t *w, const float *x, size_t n) {
+    const uint8_t *p = (const uint8_t *)w;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t b;
+        memcpy(&b, p + 2 * i, 2);
+        s += (double)llmops_bf16_to_fp32(b) * x[i];
+    }
+    return (float)s;
+}
+
+/* Q8_0 weights · Q8_0 activations: Σ_b d_w·d_x · Σ_j w_j·x_j. */
+static float dot_q8_0_scalar(const void *w, const void *xq, size_t nb) {
+    const uint8_t *a = w, *b = xq;
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 34, b += 34) {
+        int isum = 0;
+        for (int j = 0; j < 32; j++) isum += (int8_t)a[2 + j] * (int8_t)b[2 + j];
+        sum += f16_at(a) * f16_at(b) * (float)isum;
+    }
+    return sum;
+}
+
+/* Q4_0 weights (nibble − 8; low nibbles are elements 0..15) · Q8_0 activations. */
+static float dot_q4_0_scalar(const void *w, const void *xq, size_t nb) {
+    const uint8_t *a = w, *b = xq;
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 18, b += 34) {
+        const int8_t *x = (const int8_t *)(b + 2);
+        int isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += ((a[2 + j] & 0x0F) - 8) * x[j];
+            isum += ((a[2 + j] >> 4) - 8) * x[j + 16];
+        }
+        sum += f16_at(a) * f16_at(b) * (float)isum;
+    }
+    return sum;
+}
+
+/*
+ * Q4_K · Q8_K. Per super-block: sumi = Σ_j sc_j · Σ q·x over sub-block j,
+ * summ = Σ_j m_j · (Σ x over sub-block j, from the Q8_K bsums), and
+ * sum += (d·d_x)·sumi − (dmin·d_x)·summ.
+ */
+static float dot_q4_K_scalar(const void *w, const void *xq, size_t nb) {
+    const uint8_t *a = w, *b = xq;
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 144, b += LLMOPS_Q8_K_BYTES) {
+        float dx;
+        memcpy(&dx, b, 4);
+        const int8_t *x = (const int8_t *)(b + 4);
+        int16_t bs[16];
+        memcpy(bs, b + 260, sizeof bs);
+        const uint8_t *q = a + 16;
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            llmops_kern_scale_min_k4(j, a + 4, &sc, &m);
+            summ += m * (bs[2 * j] + bs[2 * j + 1]);
+            const uint8_t *qq = q + 32 * (j / 2);
+            int shift = 4 * (j & 1), s = 0;
+            for (int l = 0; l < 32; l++) s += ((qq[l] >> shift) & 0x0F) * x[32 * j + l];
+            sumi += sc * s;
+        }
+        const float d = f16_at(a) * dx, dmin = f16_at(a + 2) * dx;
+        sum += d * (float)sumi - dmin * (float)summ;
+    }
+    return sum;
+}
+
+/*
+ * Q6_K · Q8_K. Quants are used unsigned (0..63) and the −32 offset comes
+ * back through the bsums: sumi = Σ_g sc_g·Σ q·x − 32·Σ_g sc_g·bsum_g;
+ * sum += (d·d_x)·sumi.
+ */
+static float dot_q6_K_scalar(const void *w, const void *xq, size_t nb) {
+    const uint8_t *a = w, *b = xq;
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 210, b += LLMOPS_Q8_K_BYTES) {
+        float dx;
+        memcpy(&dx, b, 4);
+        const int8_t *x = (const int8_t *)(b + 4);
+        const int8_t *sc = (const int8_t *)(a + 192);
+        int16_t bs[16];
+        memcpy(bs, b + 260, sizeof bs);
+        int g_sum[16] = {0};
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = a + 64 * h, *qh = a + 128 + 32 * h;
+            const int8_t *xs = x + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                int q1 = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+                int q2 = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+                int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                int q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                int g = 8 * h + l / 16;
+                g_sum[g + 0] += q1 * xs[l];
+                g_sum[g + 2] += q2 * xs[l + 32];
+                g_sum[g + 4] += q3 * xs[l + 64];
+                g_sum[g + 6] += q4 * xs[l + 96];
+            }
+        }
+        int sumi = 0, off = 0;
+        for (int g = 0; g < 16; g++) {
+            sumi += sc[g] * g_sum[g];
+            off += sc[g] * bs[g];
+        }
+        sumi -= 32 * off;
+        sum += f16_at(a + 208) * dx * (float)sumi;
+    }
+    return sum;
+}
+
+const llmops_kernel_table llmops_kernels_scalar = {
+    "scalar",        dot_f32_scalar,  dot_f16_scalar,  dot_bf16_scalar,
+    dot_q8_0_scalar, dot_q4_0_scalar, dot_q4_K_scalar, dot_q6_K_scalar,
+};
+
+/* ---- path selection ------------------------------------------------------------------ */
+
+enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_N };
+
+static int cpu_has(int isa) {
+    if (isa == ISA_SCALAR) return 1;
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int f16c = (c >> 29) & 1;
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    if (isa == ISA_AVX2) return avx2;
+    if (isa == ISA_AVX512)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+    return 0;
+}
+
+static const llmops_kernel_table *table_of(int isa) {
+#if defined(__x86_64__)
+    if (isa == ISA_AVX512) return &llmops_kernels_avx512;
+    if (isa == ISA_AVX2) return &llmops_kernels_avx2;
+#endif
+    (void)isa;
+    return &llmops_kernels_scalar;
+}
+
+/* "auto" → -1; unknown → -2. */
+static int isa_by_name(const char *name) {
+    if (!name || !*name || !strcmp(name, "auto")) return -1;
+    if (!strcmp(name, "scalar")) return ISA_SCALAR;
+    if (!strcmp(name, "avx2")) return ISA_AVX2;
+    if (!strcmp(name, "avx512") || !strcmp(name, "avx512vnni")) return ISA_AVX512;
+    return -2;
+}
+
+static int best_isa(int cap) {
+    for (int i = cap; i > ISA_SCALAR; i--)
+        if (cpu_has(i)) return i;
+    return ISA_SCALAR;
+}
+
+static _Atomic(const llmops_kernel_table *) g_table;
+
+static const llmops_kernel_table *kernels(void) {
+    const llmops_kernel_table *t = atomic_load_explicit(&g_table, memory_order_acquire);
+    if (t) return t;
+    /* First use: LLMOPS_ISA caps the choice; an unknown or unavailable name falls back. */
+    int cap = isa_by_name(getenv("LLMOPS_ISA"));
+    t = table_of(best_isa(cap < 0 ? ISA_N - 1 : cap));
+    atomic_store_explicit(&g_table, t, memory_order_release);
+    return t;
+}
+
+const char *llmops_kernels_isa(void) { return kernels()->name; }
+
+int llmops_kernels_isa_available(const char *name) {
+    int isa = isa_by_name(name);
+    return isa == -1 || (isa >= 0 && cpu_has(isa));
+}
+
+llmops_status llmops_kernels_set_isa(const char *name, llmops_error *err) {
+    int isa = isa_by_name(name);
+    if (isa == -2) return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "unknown kernel path \"%s\"", name);
+    if (isa >= 0 && !cpu_has(isa))
+        return llmops_error_set(err, LLMOPS_ERR_UNSUPPORTED, "this CPU cannot run the %s kernels", name);
+    atomic_store_explicit(&g_table, table_of(isa < 0 ? best_isa(ISA_N - 1) : isa), memory_order_release);
+    return LLMOPS_OK;
+}
+
+/* ---- drivers ----------------------------------------------------------------------------- */
+
+/* How a weight type meets its activations. */
+typedef struct wtype {
+    int act;          /* activation format: F32, Q8_0 or Q8_K                       */
+    size_t act_block; /* elements per activation block (1 for F32)                 */
+    size_t act_bytes; /* bytes per activation block                                */
+} wtype;
+
+static int weight_type(int type, wtype *wt) {
+    switch (type) {
+    case LLMOPS_DTYPE_F32:
+    case LLMOPS_DTYPE_F16:
+    case LLMOPS_DTYPE_BF16: *wt = (wtype){LLMOPS_DTYPE_F32, 1, 4}; return 1;
+    case LLMOPS_DTYPE_Q8_0:
+    case LLMOPS_DTYPE_Q4_0: *wt = (wtype){LLMOPS_DTYPE_Q8_0, 32, LLMOPS_Q8_0_BYTES}; return 1;
+    case LLMOPS_DTYPE_Q4_K:
+    case LLMOPS_DTYPE_Q6_K: *wt = (wtype){LLMOPS_DTYPE_Q8_K, 256, LLMOPS_Q8_K_BYTES}; return 1;
+    default: return 0;
+    }
+}
+
+static void quantize_act(const wtype *wt, const float *x, void *dst, size_t n) {
+    if (wt->act == LLMOPS_DTYPE_Q8_0) llmops_kern_quantize_q8_0(x, dst, n / 32);
+    else llmops_kern_quantize_q8_K(x, dst, n / 256);
+}
+
+/* One row of W against one prepared activation vector (F32 or quantized). */
+static inline float row_dot(const llmops_kernel_table *k, int type, const void *w, const void *act, size_t cols) {
+    switch (type) {
+    case LLMOPS_DTYPE_F32: return k->dot_f32(w, act, cols);
+    case LLMOPS_DTYPE_F16: return k->dot_f16(w, act, cols);
+    case LLMOPS_DTYPE_BF16: return k->dot_bf16(w, act, cols);
+    case LLMOPS_DTYPE_Q8_0: return k->dot_q8_0(w, act, cols / 32);
+    case LLMOPS_DTYPE_Q4_0: return k->dot_q4_0(w, act, cols / 32);
+    case LLMOPS_DTYPE_Q4_K: return k->dot_q4_K(w, act, cols / 256);
+    default: return k->dot_q6_K(w, act, cols / 256);
+    }
+}
+
+float llmops_vec_dot(int type, const void *w_row, const float *x, size_t n) {
+    wtype wt;
+    const llmops_dtype_info *ti = llmops_dtype_get(type);
+    if (!ti || !weight_type(type, &wt) || n % ti->block_size) return NAN;
+    const llmops_kernel_table *k = kernels();
+    if (wt.act == LLMOPS_DTYPE_F32) return row_dot(k, type, w_row, x, n);
+    /* quantize x in chunks of 8192 elements: 9.3 KiB of stack at most */
+    enum { CHUNK = 8192 };
+    _Alignas(64) uint8_t buf[CHUNK / 256 * LLMOPS_Q8_K_BYTES + CHUNK / 32 * LLMOPS_Q8_0_BYTES];
+    const uint8_t *w = w_row;
+    float sum = 0;
+    for (size_t done = 0; done < n; done += CHUNK) {
+        size_t m = n - done < CHUNK ? n - done : CHUNK;
+        quantize_act(&wt, x + done, buf, m);
+        sum += row_dot(k, type, w + done / ti->block_size * ti->type_size, buf, m);
+    }
+    return sum;
+}
+
+/*
+ * Tiling for matmul: a tile is ROW_TILE rows of W; a worker takes a tile and
+ * runs it over the tokens TOK_TILE at a time, row by row, so each weight row
+ * is read from memory once and then from L1 for every token of the tile.
+ */
+enum { ROW_TILE = 16, TOK_TILE = 16 };
+
+typedef struct mm_job {
+    const llmops_kernel_table *k;
+    int type;
+    const uint8_t *W;
+    size_t row_bytes; /* bytes per weight row                          */
+    size_t rows, cols, n;
+    const uint8_t *act; /* n activation vectors, act_stride bytes apart  */
+    size_t act_stride;
+    float *Y;           /* (n, rows)                                     */
+    /* activation quantization (a first parallel pass) */
+    const wtype *wt;
+    const float *X;
+} mm_job;
+
+static void mm_quantize(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    mm_job *j = ctx;
+    for (size_t t = begin; t < end; t++)
+        quantize_act(j->wt, j->X + t * j->cols, (uint8_t *)j->act + t * j->act_stride, j->cols);
+}
+
+static void mm_tiles(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    const mm_job *j = ctx;
+    for (size_t tile = begin; tile < end; tile++) {
+        size_t r0 = tile * ROW_TILE, r1 = r0 + ROW_TILE < j->rows ? r0 + ROW_TILE : j->rows;
+        for (size_t t0 = 0; t0 < j->n; t0 += TOK_TILE) {
+            size_t t1 = t0 + TOK_TILE < j->n ? t0 + TOK_TILE : j->n;
+            for (size_t r = r0; r < r1; r++) {
+                const uint8_t *w = j->W + r * j->row_bytes;
+                for (size_t t = t0; t < t1; t++)
+                    j->Y[t * j->rows + r] = row_dot(j->k, j->type, w, j->act + t * j->act_stride, j->cols);
+            }
+        }
+    }
+}
+
+static llmops_status run_range(llmops_threadpool *pool, size_t n_items, llmops_threadpool_range_fn fn, void *ctx,
+                               llmops_error *err) {
+    if (!n_items) return LLMOPS_OK;
+    if (!pool || llmops_threadpool_n_threads(pool) == 1) {
+        fn(ctx, 0, n_items, 0);
+        return LLMOPS_OK;
+    }
+    llmops_status st = llmops_threadpool_parallel_for(pool, n_items, 1, fn, ctx);
+    if (st) return llmops_error_set(err, st, "kernels: the thread pool refused the job (called from inside it?)");
+    return LLMOPS_OK;
+}
+
+llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
+                            float *Y, llmops_threadpool *pool, llmops_error *err) {
+    wtype wt;
+    const llmops_dtype_info *ti = llmops_dtype_get(type);
+    if (!ti || !weight_type(type, &wt))
+        return llmops_error_set(err, LLMOPS_ERR_UNSUPPORTED, "no matrix kernel for %s weights",
+                                ti ? ti->name : "unknown");
+    if (cols % ti->block_size)
+        return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "%zu columns is not a whole number of %s blocks (%u)",
+                                cols, ti->name, ti->block_size);
+    if (!rows || !n || !cols) {
+        if (rows && n && Y) memset(Y, 0, rows * n * sizeof(float));
+        return LLMOPS_OK;
+    }
+    if (!W || !X || !Y) return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "NULL matrix");
+    uint64_t row_bytes, tmp;
+    if (llmops_dtype_nbytes(type, cols, cols, &row_bytes, err) || !llmops_mul_ok(row_bytes, rows, &tmp) ||
+        !llmops_mul_ok(rows, n, &tmp) || !llmops_mul_ok(tmp, sizeof(float), &tmp) ||
+        !llmops_mul_ok(cols, n, &tmp) || !llmops_mul_ok(tmp, sizeof(float), &tmp) || tmp > SIZE_MAX)
+        return llmops_error_set(err, LLMOPS_ERR_LIMIT, "matrix sizes overflow (%zu × %zu, %zu tokens)", rows, cols,
+                                n);
+
+    mm_job j = {.k = kernels(), .type = type, .W = W, .row_bytes = (size_t)row_bytes, .rows = rows, .cols = cols,
+                .n = n, .Y = Y, .wt = &wt, .X = X};
+    uint8_t *qbuf = NULL;
+    if (wt.act == LLMOPS_DTYPE_F32) {
+        j.act = (const uint8_t *)X;
+        j.act_stride = cols * sizeof(float);
+    } else {
+        j.act_stride = cols / wt.act_block * wt.act_bytes;
+        qbuf = llmops_malloc(j.act_stride * n);
+        if (!qbuf)
+            return llmops_error_set(err, LLMOPS_ERR_NOMEM, "kernels: no memory for %zu quantized activations",
+                                    n * cols);
+        j.act = qbuf;
+        llmops_status st = run_range(n > 1 ? pool : NULL, n, mm_quantize, &j, err);
+        if (st) {
+            llmops_free(qbuf);
+            return st;
+        }
+    }
+    llmops_status st = run_range(pool, (rows + ROW_TILE - 1) / ROW_TILE, mm_tiles, &j, err);
+    llmops_free(qbuf);
+    return st;
+}
+
+llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, const float *x, float *y,
+                            llmops_threadpool *pool, llmops_error *err) {
+    return llmops_matmul(type, W, rows, cols, x, 1, y, pool, err);
+}

@@ -1,0 +1,594 @@
+/*
+ * Weight formats and matrix kernels:
+ *  - the quantizers against an independent numpy transcription of ggml's
+ *    reference quantizers (tests/tensor/ggml_quant_ref.py), byte for byte;
+ *  - hand-built Q4_K / Q6_K / Q8_K blocks against ggml's layout;
+ *  - dequantize(quantize(x)) error bounds;
+ *  - every SIMD path against the scalar reference, per kernel;
+ *  - vec_dot, matvec and matmul against a double-precision loop over the
+ *    dequantized weights, within the tolerance kernels.h states, for odd
+ *    shapes and 1 and 2 threads.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../unit/test.h"
+#define LLMOPS_KERNELS_INTERNAL
+#include "llmops/alloc.h"
+#include "llmops/kernels.h"
+#include "llmops/threadpool.h"
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+
+static double rng_gauss(uint64_t *s) {
+    double u = rng_unit(s), v = rng_unit(s);
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+}
+
+/*
+ * A row whose 32-element stretches cycle through shapes that exercise the
+ * quantizers' branches: gaussian, wide dynamic range, all positive (min
+ * clamped to 0), all negative, constant, zero, sparse, an outlier, values
+ * so small the f16 scale underflows, half-integers (rounding ties), large.
+ */
+static void gen_varied(uint64_t *s, float *x, size_t n) {
+    for (size_t b = 0; b < n; b += 32) {
+        int mode = (int)(rng_next(s) % 11);
+        double scale = pow(10.0, rng_unit(s) * 4 - 2);
+        double c = rng_gauss(s) * scale;
+        for (size_t i = b; i < b + 32 && i < n; i++) {
+            double g = rng_gauss(s), v;
+            switch (mode) {
+            case 0: v = g; break;
+            case 1: v = g * scale; break;
+            case 2: v = fabs(g) * scale + 0.1 * scale; break;
+            case 3: v = -fabs(g) * scale; break;
+            case 4: v = c; break;
+            case 5: v = 0; break;
+            case 6: v = rng_unit(s) < 0.1 ? g * 10 : 0; break;
+            case 7: v = (i == b + 5) ? 50 * scale : g * scale; break;
+            case 8: v = g * 1e-7; break;
+            case 9: v = round(g * 8) / 2; break;
+            default: v = g * 3000; break;
+            }
+            x[i] = (float)v;
+        }
+    }
+}
+
+static void gen_gauss(uint64_t *s, float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)rng_gauss(s);
+}
+
+static int write_bytes(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t w = fwrite(p, 1, n, f);
+    return fclose(f) == 0 && w == n;
+}
+
+static long read_bytes(const char *path, void *p, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t r = fread(p, 1, cap, f);
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    return extra ? -1 : (long)r;
+}
+
+static size_t row_bytes(int type, size_t n) {
+    uint64_t b = 0;
+    llmops_dtype_nbytes(type, n, n, &b, NULL);
+    return (size_t)b;
+}
+
+/* ---- quantizers against the numpy transcription of ggml ---------------------------------- */
+
+/* Runs the oracle; 1 ok, 0 skip (why says), -1 failure (why says). */
+static int run_quant_oracle(const char *kind, const float *x, size_t n, void *out, size_t out_len, char *why,
+                            size_t why_len) {
+    const char *py = "/usr/bin/python3";
+    if (access(py, X_OK) != 0) {
+        snprintf(why, why_len, "%s is not installed", py);
+        return 0;
+    }
+    if (!write_bytes(test_tmpfile("x.f32"), x, n * 4)) {
+        snprintf(why, why_len, "cannot write the oracle input");
+        return -1;
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/tensor/ggml_quant_ref.py' %s '%s' '%s' 2>&1", py, test_repo_root(), kind,
+             test_tmpfile("x.f32"), test_tmpfile("q.bin"));
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(why, why_len, "popen failed");
+        return -1;
+    }
+    char msg[1024] = "";
+    size_t got = fread(msg, 1, sizeof msg - 1, p);
+    msg[got] = '\0';
+    int status = pclose(p);
+    if (!strncmp(msg, "skip: ", 6)) {
+        msg[strcspn(msg, "\n")] = '\0';
+        snprintf(why, why_len, "%s", msg + 6);
+        return 0;
+    }
+    if (status != 0 || strncmp(msg, "ok", 2)) {
+        snprintf(why, why_len, "oracle failed (status %d): %s", status, msg);
+        return -1;
+    }
+    long r = read_bytes(test_tmpfile("q.bin"), out, out_len);
+    if (r != (long)out_len) {
+        snprintf(why, why_len, "oracle wrote %ld bytes, expected %zu", r, out_len);
+        return -1;
+    }
+    return 1;
+}
+
+TEST(kernels_quantize_matches_ggml_reference) {
+    static const struct {
+        int type;
+        const char *kind;
+    } k[] = {
+        {LLMOPS_DTYPE_Q8_0, "q8_0"}, {LLMOPS_DTYPE_Q4_0, "q4_0"}, {LLMOPS_DTYPE_Q4_K, "q4_K"},
+        {LLMOPS_DTYPE_Q6_K, "q6_K"}, {LLMOPS_DTYPE_Q8_K, "q8_K"}, {LLMOPS_DTYPE_F16, "f16"},
+        {LLMOPS_DTYPE_BF16, "bf16"},
+    };
+    enum { N = 96 * 256 };
+    float *x = malloc(N * sizeof(float));
+    uint8_t *mine = malloc(N * 4), *ref = malloc(N * 4);
+    CHECK(x && mine && ref);
+    uint64_t seed = 0x5eed1234abcdULL;
+    gen_varied(&seed, x, N / 2);
+    gen_gauss(&seed, x + N / 2, N / 2);
+    llmops_error err = {0};
+    for (size_t t = 0; t < sizeof k / sizeof k[0]; t++) {
+        size_t nb = row_bytes(k[t].type, N);
+        char why[1200];
+        int r = run_quant_oracle(k[t].kind, x, N, ref, nb, why, sizeof why);
+        if (r == 0) {
+            free(x), free(mine), free(ref);
+            SKIP("%s", why);
+        }
+        if (r != 1) {
+            test_fail(__FILE__, __LINE__, "%s: %s", k[t].kind, why);
+            break;
+        }
+        if (llmops_quantize_row(k[t].type, x, mine, N, &err)) {
+            test_fail(__FILE__, __LINE__, "%s: %s", k[t].kind, err.msg);
+            break;
+        }
+        if (memcmp(mine, ref, nb) != 0) {
+            size_t i = 0;
+            while (mine[i] == ref[i]) i++;
+            const llmops_dtype_info *ti = llmops_dtype_get(k[t].type);
+            test_fail(__FILE__, __LINE__, "%s: byte %zu (block %zu, offset %zu) is 0x%02x, ggml's is 0x%02x",
+                      k[t].kind, i, i / ti->type_size, i % ti->type_size, mine[i], ref[i]);
+            break;
+        }
+    }
+    free(x), free(mine), free(ref);
+}
+
+/* ---- dequantization against ggml's layout, by hand ------------------------------------------ */
+
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+TEST(kernels_dequantize_q4_K_layout) {
+    /* d = 0.5, dmin = 0.25; sub-block j has scale j+1 and min 2j+3 (6-bit packing of
+     * ggml-common.h: scales[0..3] low 6 bits = sc 0..3, [4..7] = m 0..3, [8..11] nibbles of
+     * sc/m 4..7 with their top 2 bits in the top bits of [0..7]); element i of sub-block j
+     * holds nibble (i*7 + j) & 15, sub-blocks 2k/2k+1 in the low/high nibbles of qs[32k..]. */
+    uint8_t b[144] = {0};
+    put16(b, llmops_fp32_to_fp16(0.5f));
+    put16(b + 2, llmops_fp32_to_fp16(0.25f));
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) sc[j] = (uint8_t)(j + 1), mn[j] = (uint8_t)(2 * j + 3);
+    sc[7] = 63, mn[6] = 60; /* exercise the top bits */
+    for (int j = 0; j < 4; j++) {
+        b[4 + j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        b[8 + j] = (uint8_t)(mn[j] | ((mn[j + 4] >> 4) << 6));
+        b[12 + j] = (uint8_t)((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+    }
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 32; i++) b[16 + 32 * (j / 2) + i] |= (uint8_t)(((i * 7 + j) & 15) << (4 * (j & 1)));
+    float y[256];
+    llmops_error err = {0};
+    CHECK_OK(llmops_dequantize_row(LLMOPS_DTYPE_Q4_K, b, y, 256, &err), err);
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 32; i++) {
+            float want = 0.5f * sc[j] * (float)((i * 7 + j) & 15) - 0.25f * mn[j];
+            CHECK_MSG(y[32 * j + i] == want, "element %d: %g != %g", 32 * j + i, (double)y[32 * j + i],
+                      (double)want);
+        }
+}
+
+TEST(kernels_dequantize_q6_K_and_q8_K_layout) {
+    /* Q6_K element e (0..255): half h = e/128, r = e%128, quarter k = r/32, l = r%32;
+     * low nibble in ql[64h + l + 32(k&1)] (high half of the byte when k >= 2), 2 high
+     * bits at qh[32h + l] >> 2k; scale sc[e/16]; value d·sc·(q − 32). */
+    uint8_t b[210] = {0};
+    int q[256];
+    for (int e = 0; e < 256; e++) q[e] = (e * 37 + 11) % 64;
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, k = r / 32, l = r % 32;
+        b[64 * h + l + 32 * (k & 1)] |= (uint8_t)((q[e] & 15) << (k >= 2 ? 4 : 0));
+        b[128 + 32 * h + l] |= (uint8_t)((q[e] >> 4) << (2 * k));
+    }
+    for (int g = 0; g < 16; g++) b[192 + g] = (uint8_t)(int8_t)(g * 9 - 70);
+    put16(b + 208, llmops_fp32_to_fp16(0.125f));
+    float y[256];
+    llmops_error err = {0};
+    CHECK_OK(llmops_dequantize_row(LLMOPS_DTYPE_Q6_K, b, y, 256, &err), err);
+    for (int e = 0; e < 256; e++) {
+        float want = 0.125f * (float)(e / 16 * 9 - 70) * (float)(q[e] - 32);
+        CHECK_MSG(y[e] == want, "Q6_K element %d: %g != %g", e, (double)y[e], (double)want);
+    }
+    uint8_t k8[292] = {0};
+    float d = -0.75f;
+    memcpy(k8, &d, 4);
+    for (int e = 0; e < 256; e++) k8[4 + e] = (uint8_t)(int8_t)(e - 128);
+    CHECK_OK(llmops_dequantize_row(LLMOPS_DTYPE_Q8_K, k8, y, 256, &err), err);
+    for (int e = 0; e < 256; e++) CHECK(y[e] == -0.75f * (float)(e - 128));
+}
+
+/* ---- round trip ---------------------------------------------------------------------- */
+
+TEST(kernels_roundtrip_error) {
+    static const struct {
+        int type;
+        double max_rel_rms;
+    } k[] = {
+        {LLMOPS_DTYPE_Q8_0, 0.01}, {LLMOPS_DTYPE_Q4_0, 0.12},  {LLMOPS_DTYPE_Q4_K, 0.10},
+        {LLMOPS_DTYPE_Q6_K, 0.03}, {LLMOPS_DTYPE_Q8_K, 0.01},  {LLMOPS_DTYPE_F16, 0.001},
+        {LLMOPS_DTYPE_BF16, 0.005}, {LLMOPS_DTYPE_F32, 0.0},
+    };
+    enum { N = 64 * 256 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    uint8_t *q = malloc(N * 4);
+    CHECK(x && y && q);
+    uint64_t seed = 42;
+    gen_gauss(&seed, x, N);
+    llmops_error err = {0};
+    for (size_t t = 0; t < sizeof k / sizeof k[0]; t++) {
+        CHECK_OK(llmops_quantize_row(k[t].type, x, q, N, &err), err);
+        CHECK_OK(llmops_dequantize_row(k[t].type, q, y, N, &err), err);
+        double e2 = 0, x2 = 0;
+        for (size_t i = 0; i < N; i++) {
+            e2 += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+            x2 += (double)x[i] * x[i];
+        }
+        double rel = sqrt(e2 / x2);
+        CHECK_MSG(rel <= k[t].max_rel_rms, "%s: relative RMS error %.4f > %.4f", llmops_dtype_name(k[t].type), rel,
+                  k[t].max_rel_rms);
+    }
+    free(x), free(y), free(q);
+}
+
+TEST(kernels_argument_errors) {
+    llmops_error err = {0};
+    float x[256] = {0}, y[256];
+    uint8_t q[512];
+    CHECK_ERR(llmops_quantize_row(LLMOPS_DTYPE_Q4_K, x, q, 100, &err), LLMOPS_ERR_INVALID_ARG, err, "Q4_K");
+    CHECK_ERR(llmops_quantize_row(LLMOPS_DTYPE_Q2_K, x, q, 256, &err), LLMOPS_ERR_UNSUPPORTED, err, "Q2_K");
+    CHECK_ERR(llmops_quantize_row(77, x, q, 256, &err), LLMOPS_ERR_UNSUPPORTED, err, "77");
+    x[3] = NAN;
+    CHECK_ERR(llmops_quantize_row(LLMOPS_DTYPE_Q8_0, x, q, 32, &err), LLMOPS_ERR_INVALID_ARG, err, "element 3");
+    x[3] = INFINITY;
+    CHECK_ERR(llmops_quantize_row(LLMOPS_DTYPE_Q6_K, x, q, 256, &err), LLMOPS_ERR_INVALID_ARG, err, "not finite");
+    x[3] = 0;
+    CHECK_ERR(llmops_dequantize_row(LLMOPS_DTYPE_IQ2_XXS, q, y, 256, &err), LLMOPS_ERR_UNSUPPORTED, err, "IQ2_XXS");
+    CHECK(isnan(llmops_vec_dot(LLMOPS_DTYPE_Q4_0, q, x, 33)));
+    CHECK(isnan(llmops_vec_dot(LLMOPS_DTYPE_Q5_K, q, x, 256)));
+    CHECK_ERR(llmops_matvec(LLMOPS_DTYPE_Q5_K, q, 1, 256, x, y, NULL, &err), LLMOPS_ERR_UNSUPPORTED, err, "Q5_K");
+    CHECK_ERR(llmops_matvec(LLMOPS_DTYPE_Q8_0, q, 1, 48, x, y, NULL, &err), LLMOPS_ERR_INVALID_ARG, err, "48");
+    CHECK_ERR(llmops_matmul(LLMOPS_DTYPE_F32, NULL, 2, 8, x, 1, y, NULL, &err), LLMOPS_ERR_INVALID_ARG, err, "NULL");
+    CHECK_ERR(llmops_matmul(LLMOPS_DTYPE_F32, q, SIZE_MAX / 2, 64, x, 3, y, NULL, &err), LLMOPS_ERR_LIMIT, err,
+              "overflow");
+    CHECK_ERR(llmops_kernels_set_isa("neon9", &err), LLMOPS_ERR_INVALID_ARG, err, "neon9");
+    CHECK(llmops_kernels_isa_available("scalar"));
+    CHECK_OK(llmops_kernels_set_isa("scalar", &err), err);
+    CHECK_EQ_STR(llmops_kernels_isa(), "scalar");
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
+TEST(kernels_isa_env_override) {
+    if (getenv("TEST_NOFORK")) SKIP("needs a fresh process (the variable is read on first use)");
+    setenv("LLMOPS_ISA", "scalar", 1);
+    CHECK_EQ_STR(llmops_kernels_isa(), "scalar");
+    unsetenv("LLMOPS_ISA");
+}
+
+/* ---- SIMD paths against the scalar reference --------------------------------------------- */
+
+static const char *const k_isas[] = {"avx2", "avx512"};
+
+static const llmops_kernel_table *table_for(const char *isa) {
+#if defined(__x86_64__)
+    if (!strcmp(isa, "avx2")) return &llmops_kernels_avx2;
+    if (!strcmp(isa, "avx512")) return &llmops_kernels_avx512;
+#endif
+    (void)isa;
+    return NULL;
+}
+
+/* Random weight blocks: random bytes, then finite scales (1.0 when unit). */
+static void gen_weight_blocks(uint64_t *s, int type, uint8_t *w, size_t nb, int unit) {
+    const llmops_dtype_info *ti = llmops_dtype_get(type);
+    for (size_t i = 0; i < nb * ti->type_size; i++) w[i] = (uint8_t)rng_next(s);
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *p = w + b * ti->type_size;
+        float d1 = unit ? 1.0f : (float)(rng_gauss(s) * 0.01), d2 = unit ? 1.0f : (float)(rng_unit(s) * 0.01);
+        switch (type) {
+        case LLMOPS_DTYPE_Q8_0:
+        case LLMOPS_DTYPE_Q4_0: put16(p, llmops_fp32_to_fp16(d1)); break;
+        case LLMOPS_DTYPE_Q4_K:
+            put16(p, llmops_fp32_to_fp16(fabsf(d1)));
+            put16(p + 2, llmops_fp32_to_fp16(d2));
+            break;
+        case LLMOPS_DTYPE_Q6_K: put16(p + 208, llmops_fp32_to_fp16(d1)); break;
+        default: break;
+        }
+    }
+}
+
+/* Random activation blocks (Q8_0 or Q8_K) with consistent bsums; quants in [-lim, lim]. */
+static void gen_act_blocks(uint64_t *s, int k_blocks, uint8_t *a, size_t nb, int unit, int lim) {
+    for (size_t b = 0; b < nb; b++) {
+        if (!k_blocks) {
+            uint8_t *p = a + b * LLMOPS_Q8_0_BYTES;
+            put16(p, llmops_fp32_to_fp16(unit ? 1.0f : (float)(rng_unit(s) * 0.05)));
+            for (int i = 0; i < 32; i++) p[2 + i] = (uint8_t)(int8_t)((int)(rng_next(s) % (2 * lim + 1)) - lim);
+        } else {
+            uint8_t *p = a + b * LLMOPS_Q8_K_BYTES;
+            float d = unit ? 1.0f : (float)(rng_unit(s) * 0.05);
+            memcpy(p, &d, 4);
+            int8_t *q = (int8_t *)(p + 4);
+            for (int i = 0; i < 256; i++) q[i] = (int8_t)((int)(rng_next(s) % (2 * lim + 1)) - lim);
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) sum += q[16 * g + i];
+                int16_t s16 = (int16_t)sum;
+                memcpy(p + 260 + 2 * g, &s16, 2);
+            }
+        }
+    }
+}
+
+/* Σ|ŵ·x̂| over the dequantized blocks: the scale of the float rounding. */
+static double abs_dot(int wtype, const uint8_t *w, int k_blocks, const uint8_t *a, size_t n) {
+    float *wf = malloc(n * sizeof(float)), *af = malloc(n * sizeof(float));
+    llmops_dequantize_row(wtype, w, wf, n, NULL);
+    llmops_dequantize_row(k_blocks ? LLMOPS_DTYPE_Q8_K : LLMOPS_DTYPE_Q8_0, a, af, n, NULL);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)wf[i] * af[i]);
+    free(wf), free(af);
+    return s;
+}
+
+TEST(kernels_simd_match_scalar_quantized) {
+    static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q6_K};
+    const llmops_kernel_table *ref = &llmops_kernels_scalar;
+    int ran = 0;
+    uint8_t *w = malloc(8 * 256 * 2), *a = malloc(8 * LLMOPS_Q8_K_BYTES + 64 * LLMOPS_Q8_0_BYTES);
+    CHECK(w && a);
+    for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
+        const llmops_kernel_table *kt = table_for(k_isas[p]);
+        if (!kt || !llmops_kernels_isa_available(k_isas[p])) continue;
+        ran++;
+        uint64_t s = 7 + p;
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            int type = types[t], kb = type == LLMOPS_DTYPE_Q4_K || type == LLMOPS_DTYPE_Q6_K;
+            float (*f_ref)(const void *, const void *, size_t) =
+                type == LLMOPS_DTYPE_Q8_0 ? ref->dot_q8_0
+                : type == LLMOPS_DTYPE_Q4_0 ? ref->dot_q4_0
+                : type == LLMOPS_DTYPE_Q4_K ? ref->dot_q4_K : ref->dot_q6_K;
+            float (*f)(const void *, const void *, size_t) =
+                type == LLMOPS_DTYPE_Q8_0 ? kt->dot_q8_0
+                : type == LLMOPS_DTYPE_Q4_0 ? kt->dot_q4_0
+                : type == LLMOPS_DTYPE_Q4_K ? kt->dot_q4_K : kt->dot_q6_K;
+            for (int trial = 0; trial < 200; trial++) {
+                size_t nb = kb ? 1 + trial % 4 : 1 + trial % 9; /* odd counts: the 2-block unrolls' tails */
+                int unit = trial % 2 == 0;
+                /* unit scales: every partial sum is an integer below 2^24, so any summation
+                 * order gives the same float: the integer parts must agree exactly */
+                gen_weight_blocks(&s, type, w, nb, unit);
+                gen_act_blocks(&s, kb, a, nb, unit, unit && kb ? 31 : 127);
+                float r = f_ref(w, a, nb), v = f(w, a, nb);
+                if (unit || kb) {
+                    CHECK_MSG(r == v, "%s %s trial %d (%zu blocks, unit %d): %.9g != scalar %.9g", k_isas[p],
+                              llmops_dtype_name(type), trial, nb, unit, (double)v, (double)r);
+                } else {
+                    double tol = 1e-5 * abs_dot(type, w, kb, a, nb * (kb ? 256 : 32)) + 1e-30;
+                    CHECK_MSG(fabs((double)r - v) <= tol, "%s %s trial %d: %.9g vs scalar %.9g (tol %g)", k_isas[p],
+                              llmops_dtype_name(type), trial, (double)v, (double)r, tol);
+                }
+            }
+        }
+    }
+    free(w), free(a);
+    if (!ran) SKIP("no SIMD path on this machine");
+}
+
+TEST(kernels_simd_match_scalar_float) {
+    const llmops_kernel_table *ref = &llmops_kernels_scalar;
+    int ran = 0;
+    enum { NMAX = 1100 };
+    float *x = malloc(NMAX * 4), *wf = malloc(NMAX * 4);
+    uint16_t *wh = malloc(NMAX * 2), *wb = malloc(NMAX * 2);
+    CHECK(x && wf && wh && wb);
+    static const size_t ns[] = {1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 1000, 1100};
+    for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
+        const llmops_kernel_table *kt = table_for(k_isas[p]);
+        if (!kt || !llmops_kernels_isa_available(k_isas[p])) continue;
+        ran++;
+        uint64_t s = 99;
+        for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+            size_t n = ns[in];
+            gen_gauss(&s, x, n);
+            gen_gauss(&s, wf, n);
+            llmops_convert_floats(LLMOPS_DTYPE_F32, wf, LLMOPS_DTYPE_F16, wh, n, NULL);
+            llmops_convert_floats(LLMOPS_DTYPE_F32, wf, LLMOPS_DTYPE_BF16, wb, n, NULL);
+            for (int kind = 0; kind < 3; kind++) {
+                float r, v;
+                double S = 0;
+                for (size_t i = 0; i < n; i++) {
+                    float wi = kind == 0 ? wf[i] : kind == 1 ? llmops_fp16_to_fp32(wh[i]) : llmops_bf16_to_fp32(wb[i]);
+                    S += fabs((double)wi * x[i]);
+                }
+                if (kind == 0) r = ref->dot_f32(wf, x, n), v = kt->dot_f32(wf, x, n);
+                else if (kind == 1) r = ref->dot_f16(wh, x, n), v = kt->dot_f16(wh, x, n);
+                else r = ref->dot_bf16(wb, x, n), v = kt->dot_bf16(wb, x, n);
+                CHECK_MSG(fabs((double)r - v) <= 1e-5 * S, "%s %s n=%zu: %.9g vs scalar %.9g", k_isas[p],
+                          kind == 0 ? "F32" : kind == 1 ? "F16" : "BF16", n, (double)v, (double)r);
+            }
+        }
+    }
+    free(x), free(wf), free(wh), free(wb);
+    if (!ran) SKIP("no SIMD path on this machine");
+}
+
+/* ---- against double precision, through the public API ------------------------------------ */
+
+static const int k_wtypes[] = {LLMOPS_DTYPE_F32,  LLMOPS_DTYPE_F16,  LLMOPS_DTYPE_BF16, LLMOPS_DTYPE_Q8_0,
+                               LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q6_K};
+
+/* Activation block size the type's dot quantizes x to (0: x used as is). */
+static size_t act_block(int type) {
+    if (type == LLMOPS_DTYPE_Q8_0 || type == LLMOPS_DTYPE_Q4_0) return 32;
+    if (type == LLMOPS_DTYPE_Q4_K || type == LLMOPS_DTYPE_Q6_K) return 256;
+    return 0;
+}
+
+/* The tolerance kernels.h states, and the exact dot, for one dequantized row. */
+static double exact_dot(const float *w, const float *x, size_t n, int type, double *tol) {
+    size_t B = act_block(type);
+    double dot = 0, S = 0, Q = 0;
+    for (size_t b = 0; b < n; b += B ? B : n) {
+        size_t e = B ? b + B : n;
+        double amax = 0, wsum = 0;
+        for (size_t i = b; i < e; i++) {
+            dot += (double)w[i] * x[i];
+            S += fabs((double)w[i] * x[i]);
+            wsum += fabs((double)w[i]);
+            amax = fabs((double)x[i]) > amax ? fabs((double)x[i]) : amax;
+        }
+        Q += wsum * (amax / 224 + (B == 32 ? 4e-6 : 0));
+    }
+    *tol = (B ? Q : 0) + 1e-5 * S + 1e-30;
+    return dot;
+}
+
+/* rows × cols weights of `type` quantized from gaussians, and their dequantized values. */
+static int make_weights(uint64_t *s, int type, size_t rows, size_t cols, uint8_t **W, float **Wf) {
+    size_t rb = row_bytes(type, cols);
+    float *src = malloc(rows * cols * sizeof(float));
+    *W = malloc(rows * rb + 1);
+    *Wf = malloc(rows * cols * sizeof(float));
+    if (!src || !*W || !*Wf) return 0;
+    gen_gauss(s, src, rows * cols);
+    for (size_t r = 0; r < rows; r++) {
+        if (llmops_quantize_row(type, src + r * cols, *W + r * rb, cols, NULL)) return 0;
+        if (llmops_dequantize_row(type, *W + r * rb, *Wf + r * cols, cols, NULL)) return 0;
+    }
+    free(src);
+    return 1;
+}
+
+static int n_paths(const char **names) {
+    static const char *const all[] = {"scalar", "avx2", "avx512"};
+    int k = 0;
+    for (int i = 0; i < 3; i++)
+        if (llmops_kernels_isa_available(all[i])) names[k++] = all[i];
+    return k;
+}
+
+TEST(kernels_vec_dot_within_tolerance) {
+    const char *paths[3];
+    int np = n_paths(paths);
+    llmops_error err = {0};
+    uint64_t s = 2024;
+    for (int p = 0; p < np; p++) {
+        CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
+        for (size_t t = 0; t < sizeof k_wtypes / sizeof k_wtypes[0]; t++) {
+            int type = k_wtypes[t];
+            size_t bs = llmops_dtype_get(type)->block_size;
+            size_t sizes[] = {bs, 3 * bs, bs == 1 ? 1001 : 16 * bs, bs == 1 ? 9000 : 40 * bs};
+            for (size_t k = 0; k < 4; k++) {
+                size_t n = sizes[k];
+                uint8_t *W;
+                float *Wf, *x = malloc(n * sizeof(float));
+                CHECK(x && make_weights(&s, type, 1, n, &W, &Wf));
+                gen_varied(&s, x, n);
+                double tol, want = exact_dot(Wf, x, n, type, &tol);
+                float got = llmops_vec_dot(type, W, x, n);
+                CHECK_MSG(fabs(got - want) <= tol, "%s %s n=%zu: %.9g, exact %.9g, tol %.3g", paths[p],
+                          llmops_dtype_name(type), n, (double)got, want, tol);
+                free(W), free(Wf), free(x);
+            }
+        }
+    }
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
+TEST(kernels_matvec_matmul_odd_shapes) {
+    const char *paths[3];
+    int np = n_paths(paths);
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    uint64_t s = 77;
+    static const size_t row_counts[] = {1, 7, 33, 67};
+    for (size_t t = 0; t < sizeof k_wtypes / sizeof k_wtypes[0]; t++) {
+        int type = k_wtypes[t];
+        size_t cols = llmops_dtype_get(type)->block_size == 256 ? 512 : 96;
+        size_t rows = row_counts[t % 4] + 16 * t; /* 1..163: not multiples of the tiles or the threads */
+        uint8_t *W;
+        float *Wf;
+        CHECK(make_weights(&s, type, rows, cols, &W, &Wf));
+        float *X = malloc(17 * cols * sizeof(float)), *Y = malloc(17 * rows * sizeof(float)),
+              *y1 = malloc(rows * sizeof(float));
+        double *tol = malloc(17 * rows * sizeof(double)), *want = malloc(17 * rows * sizeof(double));
+        CHECK(X && Y && y1 && tol && want);
+        gen_varied(&s, X, 17 * cols);
+        for (size_t tok = 0; tok < 17; tok++)
+            for (size_t r = 0; r < rows; r++)
+                want[tok * rows + r] = exact_dot(Wf + r * cols, X + tok * cols, cols, type, &tol[tok * rows + r]);
+        for (int p = 0; p < np; p++) {
+            CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
+            for (int th = 1; th <= 2; th++) {
+                llmops_threadpool *pool = th == 1 ? NULL : pool2;
+                for (size_t n = 1; n <= 17; n += (n < 4 ? 1 : 6)) {
+                    memset(Y, 0xff, n * rows * sizeof(float));
+                    CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, pool, &err), err);
+                    for (size_t tok = 0; tok < n; tok++) {
+                        CHECK_OK(llmops_matvec(type, W, rows, cols, X + tok * cols, y1, pool, &err), err);
+                        for (size_t r = 0; r < rows; r++) {
+                            size_t i = tok * rows + r;
+                            CHECK_MSG(fabs(Y[i] - want[i]) <= tol[i],
+                                      "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, exact %.9g, tol %.3g",
+                                      paths[p], llmops_dtype_name(type), rows, cols, n, th, tok, r, (double)Y[i],
+                                      want[i], tol[i]);
+                            CHECK_MSG(Y[i] == y1[r], "%s %s: matmul %.9g != matvec %.9g", paths[p],
+                                      llmops_dtype_name(type), (double)Y[i], (double)y1[r]);
+                        }
+                    }
+                }
+            }
+        }
+        free(W), free(Wf), free(X), free(Y), free(y1), free(tol), free(want);
+    }
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
