@@ -48,7 +48,8 @@ const llmops_arch *llmops_model_arch(const llmops_model *m);
 /* The model's tokenizer (owned by the model), or NULL when not loaded. */
 const llmops_tokenizer *llmops_model_tokenizer(const llmops_model *m);
 int64_t llmops_model_n_vocab(const llmops_model *m);
-/* Bytes of weight data a decode step reads (all matrices once). */
+/* Bytes of weight data one decode step reads: every matrix once, one row of each embedding table
+ * (the whole table when it is also the output projection). */
 uint64_t llmops_model_weight_bytes(const llmops_model *m);
 /* Number of parameters. */
 uint64_t llmops_model_n_params(const llmops_model *m);

@@ -15,6 +15,8 @@ int cmd_inspect(int argc, char **argv);
 void usage_inspect(FILE *out);
 int cmd_convert(int argc, char **argv);
 void usage_convert(FILE *out);
+int cmd_bench(int argc, char **argv);
+void usage_bench(FILE *out);
 int cmd_quantize(int argc, char **argv);
 void usage_quantize(FILE *out);
 int cmd_tokenize(int argc, char **argv);

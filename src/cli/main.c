@@ -22,6 +22,7 @@ static const cli_command k_commands[] = {
     {"generate", "generate text with a model (greedy or sampled), streaming", cmd_generate, usage_generate},
     {"embed", "sentence embeddings with an encoder (BERT) model", cmd_embed, usage_embed},
     {"perplexity", "perplexity of a model on a text file", cmd_perplexity, usage_perplexity},
+    {"bench", "prompt and generation speed against the memory bandwidth measured in the same run", cmd_bench, usage_bench},
     {"tokenize", "split text into the token ids of a model's tokenizer", cmd_tokenize, usage_tokenize},
     {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
     {"tokenizer", "train a byte-level BPE tokenizer on a corpus", cmd_tokenizer, usage_tokenizer},

@@ -112,27 +112,6 @@ static void kv_store(const llmops_context *ctx, void *dst, const float *src, siz
     }
 }
 
-static float kv_dot(const llmops_context *ctx, const void *row, const float *q, size_t n) {
-    float s = 0;
-    if (ctx->p.kv_type == LLMOPS_KV_F32) {
-        const float *r = row;
-        for (size_t i = 0; i < n; i++) s += r[i] * q[i];
-    } else {
-        const uint16_t *r = row;
-        for (size_t i = 0; i < n; i++) s += llmops_fp16_to_fp32(r[i]) * q[i];
-    }
-    return s;
-}
-
-static void kv_axpy(const llmops_context *ctx, const void *row, float a, float *y, size_t n) {
-    if (ctx->p.kv_type == LLMOPS_KV_F32) {
-        const float *r = row;
-        for (size_t i = 0; i < n; i++) y[i] += a * r[i];
-    } else {
-        const uint16_t *r = row;
-        for (size_t i = 0; i < n; i++) y[i] += a * llmops_fp16_to_fp32(r[i]);
-    }
-}
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
@@ -154,6 +133,10 @@ static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
     const float *q = ctx->q + t * qd + (size_t)(h * hd);
     float *out = ctx->att + t * qd + (size_t)(h * hd);
     float scale = 1.0f / sqrtf((float)hd);
+    const attn_kernels *K = attn_kernels_get(0);
+    int f32 = ctx->p.kv_type == LLMOPS_KV_F32;
+    float (*dot)(const void *, const float *, size_t) = f32 ? K->dot_f32 : K->dot_f16;
+    void (*axpy)(const void *, float, float *, size_t) = f32 ? K->axpy_f32 : K->axpy_f16;
     uint64_t bit = (uint64_t)1 << J->items[t].seq;
     int32_t pos = J->items[t].pos;
     float mx = -FLT_MAX;
@@ -163,7 +146,7 @@ static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
         scores[c] = -FLT_MAX;
         if (!(cell->seqs & bit) || (!J->bidirectional && cell->pos > pos)) continue;
         const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
-        float s = kv_dot(ctx, k, q, (size_t)hd) * scale;
+        float s = dot(k, q, (size_t)hd) * scale;
         scores[c] = s;
         if (s > mx) mx = s;
     }
@@ -178,7 +161,7 @@ static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
     for (uint32_t c = 0; c < hi; c++) {
         if (scores[c] == -FLT_MAX || scores[c] == 0) continue;
         const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
-        kv_axpy(ctx, v, scores[c] / sum, out, (size_t)hd);
+        axpy(v, scores[c] / sum, out, (size_t)hd);
     }
 }
 

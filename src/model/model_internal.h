@@ -67,6 +67,15 @@ struct llmops_context {
     uint32_t scratch_tokens;
 };
 
+/* Attention inner loops (src/model/attn_kernels.c): SIMD when the CPU has it. */
+typedef struct {
+    float (*dot_f32)(const void *k, const float *q, size_t n);
+    float (*dot_f16)(const void *k, const float *q, size_t n);
+    void (*axpy_f32)(const void *v, float a, float *y, size_t n);
+    void (*axpy_f16)(const void *v, float a, float *y, size_t n);
+} attn_kernels;
+const attn_kernels *attn_kernels_get(int force_scalar);
+
 /* Matrix products and row conversion for the engine (src/model/mm.c). */
 void mm_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n, float *Y,
                llmops_threadpool *pool);

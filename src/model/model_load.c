@@ -261,6 +261,13 @@ static llmops_status bind_all(llmops_model *m, const name_list *l, const char *o
         BIND(&L->b_down, "blk.%d.ffn_down.bias", i, 1, d, 0);
         BIND(&L->b_gate, "blk.%d.ffn_gate.bias", i, 1, f, 0);
     }
+    /* a decode step reads one row of each embedding table, unless the table is also the output */
+    const mview *tables[] = {&m->tok_embd, &m->pos_embd, &m->type_embd};
+    for (size_t i = 0; i < 3; i++) {
+        const mview *t = tables[i];
+        if (!t->data || (i == 0 && m->output.data == m->tok_embd.data)) continue;
+        m->weight_bytes -= (uint64_t)(t->rows - 1) * t->row_bytes;
+    }
     /* extra tensors in the file that we do not run are fine; a missing one is not */
     return LLMOPS_OK;
 }

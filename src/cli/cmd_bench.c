@@ -1,0 +1,151 @@
+/*
+ * llmops bench: prompt processing and generation speed of a model, with the
+ * machine's memory bandwidth measured in the same run (a STREAM-style triad)
+ * and the resulting ratio of generation speed to its bandwidth bound (bytes
+ * of weights one token reads).
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "llmops/alloc.h"
+#include "llmops/kernels.h"
+#include "llmops/model.h"
+#include "llmops/threadpool.h"
+
+void usage_bench(FILE *out) {
+    fprintf(out,
+            "usage: llmops bench -m MODEL [-p 512] [-n 128] [--threads N] [--reps 3] [--json]\n\n"
+            "Measures prompt processing (a batch of -p tokens) and generation (-n tokens one at a\n"
+            "time) in tokens/s, best of --reps runs, and in the same run the memory bandwidth of a\n"
+            "STREAM triad a[i] = b[i] + s*c[i] over arrays far larger than the caches; prints the\n"
+            "generation speed as a fraction of the bound bandwidth / (weight bytes per token).\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    float *a, *b, *c;
+    float s;
+} triad_job;
+
+static void triad(void *ctx, size_t begin, size_t end, int ith) {
+    (void)ith;
+    triad_job *j = ctx;
+    for (size_t i = begin; i < end; i++) j->a[i] = j->b[i] + j->s * j->c[i];
+}
+
+/* Best-of-reps triad bandwidth in bytes/s (12 bytes moved per element: two reads, one write). */
+static double stream_triad(llmops_threadpool *pool, int reps) {
+    size_t n = (size_t)48 << 20; /* 3 × 192 MiB */
+    triad_job j = {llmops_malloc(n * sizeof(float)), llmops_malloc(n * sizeof(float)), llmops_malloc(n * sizeof(float)), 3.0f};
+    double best = 0;
+    if (j.a && j.b && j.c) {
+        for (size_t i = 0; i < n; i++) j.a[i] = 0, j.b[i] = 1, j.c[i] = 2; /* touch every page first */
+        for (int r = 0; r < reps + 1; r++) {
+            double t0 = now_s();
+            llmops_threadpool_parallel_for(pool, n, n / 256, triad, &j);
+            double bw = 12.0 * (double)n / (now_s() - t0);
+            if (r > 0 && bw > best) best = bw; /* the first pass warms up */
+        }
+    }
+    llmops_free(j.a);
+    llmops_free(j.b);
+    llmops_free(j.c);
+    return best;
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
+                                         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
+                                         {"reps", required_argument, 0, 'r'},  {"json", no_argument, 0, 'j'},
+                                         {0, 0, 0, 0}};
+    const char *model = NULL;
+    int pp = 512, tg = 128, threads = 0, reps = 3, json = 0, c;
+    while ((c = getopt_long(argc, argv, "m:p:n:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'p': pp = atoi(optarg); break;
+        case 'n': tg = atoi(optarg); break;
+        case 't': threads = atoi(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        case 'j': json = 1; break;
+        default: return cli_usage_error("bench", "unknown option");
+        }
+    }
+    if (!model || pp < 1 || tg < 1 || reps < 1) return cli_usage_error("bench", "need -m MODEL; -p, -n, --reps positive");
+    llmops_error err = {0};
+    llmops_model_params mp;
+    llmops_model_params_init(&mp);
+    mp.load_tokenizer = 0;
+    llmops_model *m = NULL;
+    llmops_context *ctx = NULL;
+    llmops_context_params cp;
+    llmops_context_params_init(&cp);
+    cp.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 8;
+    cp.n_batch = (uint32_t)pp;
+    cp.n_threads = threads;
+    if (llmops_model_load(model, &mp, &m, &err) || llmops_context_create(m, &cp, &ctx, &err)) {
+        llmops_model_free(m);
+        return cli_fail("%s", err.msg);
+    }
+    llmops_threadpool *pool = NULL;
+    if (llmops_threadpool_create(threads, &pool, &err)) {
+        llmops_context_free(ctx);
+        llmops_model_free(m);
+        return cli_fail("%s", err.msg);
+    }
+    int n_threads = llmops_threadpool_n_threads(pool);
+    int64_t vocab = llmops_model_n_vocab(m);
+    llmops_batch_item *b = llmops_malloc((size_t)pp * sizeof *b);
+    double best_pp = 0, best_tg = 0;
+    int r = 0;
+    uint64_t seed = 1;
+    for (int rep = 0; rep < reps && !r; rep++) {
+        llmops_kv_clear(ctx);
+        for (int i = 0; i < pp; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            b[i] = (llmops_batch_item){(int32_t)((seed >> 33) % (uint64_t)vocab), i, 0, i == pp - 1};
+        }
+        double t0 = now_s();
+        if (llmops_decode(ctx, b, (size_t)pp, &err)) r = cli_fail("%s", err.msg);
+        double t = now_s() - t0;
+        if (!r && pp / t > best_pp) best_pp = pp / t;
+        llmops_kv_clear(ctx);
+        t0 = now_s();
+        for (int i = 0; i < tg && !r; i++) {
+            llmops_batch_item one = {b[i % pp].token, i, 0, 1};
+            if (llmops_decode(ctx, &one, 1, &err)) r = cli_fail("%s", err.msg);
+        }
+        t = now_s() - t0;
+        if (!r && tg / t > best_tg) best_tg = tg / t;
+    }
+    double bw = r ? 0 : stream_triad(pool, reps);
+    double bytes = (double)llmops_model_weight_bytes(m), bound = bytes > 0 ? bw / bytes : 0;
+    if (!r && json) {
+        printf("{\"model\": \"%s\", \"desc\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"pp\": %d, \"pp_tokens_per_s\": %.2f, "
+               "\"tg\": %d, \"tg_tokens_per_s\": %.2f, \"weight_bytes_per_token\": %.0f, \"triad_bytes_per_s\": %.0f, "
+               "\"tg_bound_tokens_per_s\": %.2f, \"tg_fraction_of_bound\": %.3f}\n",
+               model, llmops_model_desc(m), n_threads, llmops_kernels_isa(), pp, best_pp, tg, best_tg, bytes, bw, bound,
+               bound > 0 ? best_tg / bound : 0);
+    } else if (!r) {
+        printf("model      %s (%s)\n", model, llmops_model_desc(m));
+        printf("threads    %d, kernels %s\n", n_threads, llmops_kernels_isa());
+        printf("pp%-7d  %9.2f tokens/s\n", pp, best_pp);
+        printf("tg%-7d  %9.2f tokens/s\n", tg, best_tg);
+        printf("bandwidth  %9.2f GB/s (STREAM triad, same run)\n", bw / 1e9);
+        printf("weights    %9.2f MB read per generated token\n", bytes / 1e6);
+        printf("bound      %9.2f tokens/s; generation at %.0f%% of it\n", bound, bound > 0 ? 100.0 * best_tg / bound : 0);
+    }
+    llmops_free(b);
+    llmops_threadpool_free(pool);
+    llmops_context_free(ctx);
+    llmops_model_free(m);
+    return r;
+}
