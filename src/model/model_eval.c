@@ -32,6 +32,27 @@ static void linear(llmops_context *ctx, const mview *w, const mview *b, const fl
 }
 
 /* A 1-D weight as floats (norm weights and biases are F32; others are converted once per use). */
+static void add_bias(llmops_context *ctx, const mview *b, float *y, int64_t rows) {
+    if (!b->data) return;
+    const float *bias = b->data;
+    if (b->type != LLMOPS_DTYPE_F32) {
+        mm_dequant_row(b->type, b->data, ctx->wtmp, (size_t)b->cols);
+        bias = ctx->wtmp;
+    }
+    for (int64_t r = 0; r < rows; r++) y[r] += bias[r];
+}
+
+/* Single-token products that share their input go to the pool together. */
+static void linear2(llmops_context *ctx, const mview *w1, const mview *b1, float *y1, const mview *w2, const mview *b2,
+                    float *y2, const mview *w3, const mview *b3, float *y3, const float *x) {
+    mm_part parts[3] = {{w1->type, w1->data, (size_t)w1->rows, y1}, {w2->type, w2->data, (size_t)w2->rows, y2},
+                        {w3 ? w3->type : 0, w3 ? w3->data : NULL, w3 ? (size_t)w3->rows : 0, y3}};
+    mm_matvec_multi(parts, w3 ? 3 : 2, (size_t)w1->cols, x, ctx->pool);
+    add_bias(ctx, b1, y1, w1->rows);
+    add_bias(ctx, b2, y2, w2->rows);
+    if (w3) add_bias(ctx, b3, y3, w3->rows);
+}
+
 static const float *f32_of(const mview *v, float *tmp) {
     if (v->type == LLMOPS_DTYPE_F32) return v->data;
     mm_dequant_row(v->type, v->data, tmp, (size_t)v->cols);
@@ -364,6 +385,8 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
                 memcpy(ctx->kk + t * kvd, qkv + t * w + qd, kvd * sizeof(float));
                 memcpy(ctx->vv + t * kvd, qkv + t * w + qd + kvd, kvd * sizeof(float));
             }
+        } else if (n == 1) {
+            linear2(ctx, &L->wq, &L->bq, q, &L->wk, &L->bk, ctx->kk, &L->wv, &L->bv, ctx->vv, ctx->h);
         } else {
             linear(ctx, &L->wq, &L->bq, ctx->h, n, q);
             linear(ctx, &L->wk, &L->bk, ctx->h, n, ctx->kk);
@@ -398,9 +421,11 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, ctx->h, n, tw, tb);
         }
         /* MLP */
-        linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
+        if (a->gated_ffn && n == 1)
+            linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
+        else linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
         if (a->gated_ffn) {
-            linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
+            if (n > 1) linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
             for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
         } else {
             for (size_t i = 0; i < n * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);

@@ -80,5 +80,13 @@ const attn_kernels *attn_kernels_get(int force_scalar);
 void mm_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n, float *Y,
                llmops_threadpool *pool);
 void mm_dequant_row(int type, const void *src, float *dst, size_t n);
+/* y_p = W_p x for several weights sharing x, in one parallel region (decode). */
+typedef struct {
+    int type;
+    const void *W;
+    size_t rows;
+    float *y;
+} mm_part;
+void mm_matvec_multi(const mm_part *parts, size_t n_parts, size_t cols, const float *x, llmops_threadpool *pool);
 
 #endif
