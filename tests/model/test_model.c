@@ -278,3 +278,49 @@ TEST(model_generate_stop_strings_and_seed) {
     llmops_context_free(ctx);
     llmops_model_free(m);
 }
+
+/* Copies `src` into `dst` leaving out tensor `drop`, reshaping tensor `reshape`
+ * (ne[1] halved), and overriding key `key` with string `val` (any may be NULL). */
+static llmops_status rewrite(const char *src, const char *dst, const char *drop, const char *reshape, const char *key,
+                             const char *val, llmops_error *err) {
+    llmops_gguf *g;
+    llmops_status st = llmops_gguf_open(src, &g, err);
+    if (st) return st;
+    llmops_gguf_writer *w = llmops_gguf_writer_create();
+    for (size_t i = 0; i < llmops_gguf_n_kv(g) && !st; i++) {
+        const llmops_gguf_kv *kv = llmops_gguf_kv_at(g, i);
+        st = llmops_gguf_writer_set_value(w, kv->key, &kv->value, err);
+    }
+    if (!st && key) st = llmops_gguf_writer_set_str(w, key, val, err);
+    for (size_t i = 0; i < llmops_gguf_n_tensors(g) && !st; i++) {
+        const llmops_gguf_tensor *t = llmops_gguf_tensor_at(g, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.data);
+        if (drop && !strcmp(name, drop)) continue;
+        uint64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        if (reshape && !strcmp(name, reshape)) ne[1] /= 2;
+        st = llmops_gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, llmops_gguf_tensor_data(g, t), err);
+    }
+    if (!st) st = llmops_gguf_writer_write(w, dst, err);
+    llmops_gguf_writer_free(w);
+    llmops_gguf_free(g);
+    return st;
+}
+
+TEST(model_malformed_models_name_the_problem) {
+    llmops_error err = {0};
+    const char *good = test_tmpfile("good.gguf"), *bad = test_tmpfile("bad.gguf");
+    CHECK_OK(llmops_convert(stories(), good, NULL, &err), err);
+    llmops_model *m = NULL;
+    CHECK_OK(rewrite(good, bad, "blk.3.ffn_up.weight", NULL, NULL, NULL, &err), err);
+    CHECK_ERR(llmops_model_load(bad, NULL, &m, &err), LLMOPS_ERR_FORMAT, err, "tensor 'blk.3.ffn_up.weight' is missing");
+    CHECK_OK(rewrite(good, bad, NULL, "blk.1.attn_k.weight", NULL, NULL, &err), err);
+    CHECK_ERR(llmops_model_load(bad, NULL, &m, &err), LLMOPS_ERR_FORMAT, err, "'blk.1.attn_k.weight' is 16 × 64, expected 32 × 64");
+    CHECK_OK(rewrite(good, bad, NULL, NULL, "general.architecture", "mamba", &err), err);
+    CHECK_ERR(llmops_model_load(bad, NULL, &m, &err), LLMOPS_ERR_UNSUPPORTED, err, "architecture 'mamba'");
+    /* a vocabulary larger than the embedding table */
+    CHECK_OK(rewrite(good, bad, NULL, "token_embd.weight", NULL, NULL, &err), err);
+    CHECK_ERR(llmops_model_load(bad, NULL, &m, &err), LLMOPS_ERR_FORMAT, err,
+              "'token_embd.weight' is 256 × 64, expected 512 × 64");
+    CHECK(m == NULL);
+}
