@@ -475,7 +475,7 @@ static int parse_quant(parser *ps, int atom) {
         }
         if (ps->pos >= ps->len || ps->p[ps->pos] != '}') return perr(ps, "unterminated {n,m}");
         if (max >= 0 && max < min) return perr(ps, "{n,m} with m < n");
-        ps->pos--; /* fall through to the common advance below */
+        /* pos is on the '}': the common advance below steps over it */
     } else {
         return atom;
     }
