@@ -27,12 +27,12 @@ ifeq ($(WERROR),1)
 endif
 CFLAGS ?=
 CFLAGS += $(CSTD) $(OPT) $(WARN)
-LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lpthread -lm
+LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lsqlite3 -lpthread -lm
 LDFLAGS += $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c src/model/*.c))
+LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c src/model/*.c src/vectordb/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c tests/tokenizer/*.c tests/model/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c tests/tokenizer/*.c tests/model/*.c tests/vectordb/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

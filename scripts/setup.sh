@@ -12,6 +12,7 @@ PKGS=(
   libutf8proc-dev                   # Unicode categories, NFD, case mapping (tokenizers)
   python3 python3-numpy python3-torch  # independent reference implementations in tests
   python3-jinja2                    # the chat-template oracle in tests
+  sqlite3 libsqlite3-dev            # SQLite with FTS5: the vector database's storage
 )
 
 missing=()
