@@ -162,10 +162,12 @@ static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
     int32_t pos = J->items[t].pos;
     float mx = -FLT_MAX;
     uint32_t hi = ctx->used_hi;
+    int64_t window = m->arch.sliding_window; /* Mistral: a query sees the last `window` positions */
     for (uint32_t c = 0; c < hi; c++) {
         const kv_cell *cell = &ctx->cells[c];
         scores[c] = -FLT_MAX;
         if (!(cell->seqs & bit) || (!J->bidirectional && cell->pos > pos)) continue;
+        if (window > 0 && (int64_t)pos - cell->pos >= window) continue;
         const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
         float s = dot(k, q, (size_t)hd) * scale;
         scores[c] = s;
