@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/demo}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# first N lines of a command's output (without SIGPIPE failing the pipeline under pipefail)
+first() { local n=$1; shift; "$@" >"$OUT/.show"; head -n "$n" "$OUT/.show"; rm -f "$OUT/.show"; }
 
 step "setup and build"
 bash scripts/setup.sh
@@ -25,7 +27,7 @@ $L convert "$M/stories260K.bin" "$OUT/stories260K.f32.gguf" --type f32
 $L convert "$M/stories260K.bin" "$OUT/stories260K.f16.gguf" --type f16
 
 step "3. inspect the GGUF"
-$L inspect --max-items 6 "$OUT/stories260K.f16.gguf" | head -40
+first 40 $L inspect --max-items 6 "$OUT/stories260K.f16.gguf"
 echo "  ..."
 
 step "4. check the GGUF with an independent reader (tests/oracle, Python + numpy)"
@@ -35,11 +37,11 @@ step "4. check the GGUF with an independent reader (tests/oracle, Python + numpy
 step "5. export the GGUF as a Hugging Face folder and check it"
 rm -rf "$OUT/stories260K-hf"
 $L convert "$OUT/stories260K.f32.gguf" "$OUT/stories260K-hf"
-$L inspect "$OUT/stories260K-hf" | head -8
+first 8 $L inspect "$OUT/stories260K-hf"
 /usr/bin/python3 tests/oracle/check_hf_export.py --gguf "$OUT/stories260K.f32.gguf" --out "$OUT/stories260K-hf"
 
 step "6. tokenize with the model's own SentencePiece vocabulary"
-$L tokenize -m "$OUT/stories260K.f16.gguf" -p "Once upon a time, Lily met a cat." | head -12
+first 12 $L tokenize -m "$OUT/stories260K.f16.gguf" -p "Once upon a time, Lily met a cat."
 
 step "7. generate: greedy from the f16 GGUF, then sampled (seeded) from the llama2.c file"
 $L generate -m "$OUT/stories260K.f16.gguf" --temp 0 -n 96 -p "Once upon a time"
