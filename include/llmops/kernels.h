@@ -98,10 +98,13 @@ llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, c
 
 /*
  * Y[t][r] = Σ_c X[t][c]·W[r][c] for n tokens: X is n × cols F32, Y is
- * n × rows F32 (both row-major), W as for llmops_matvec. The work is tiled
- * over blocks of rows and tokens so that a tile of W is reused across the
- * tokens while it is in cache; tiles are spread over the pool's threads.
- * Each Y element equals what llmops_matvec computes for that token.
+ * n × rows F32 (both row-major), W as for llmops_matvec. The activations
+ * are prepared once per call; each thread takes one contiguous range of
+ * rows and runs it over the tokens a block at a time, with micro-kernels
+ * that hold a few weight rows × a few tokens in registers (weights unpacked
+ * once per tile, activations reused across its rows). Each Y element equals,
+ * bit for bit, what llmops_matvec computes for that token, and what
+ * llmops_vec_dot returns for that row when cols <= 8192, on every path.
  */
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
                             float *Y, llmops_threadpool *pool, llmops_error *err);
@@ -125,6 +128,18 @@ int llmops_kernels_isa_available(const char *name);
 #define LLMOPS_Q8_0_BYTES 34  /* f16 d; int8 qs[32]                 */
 #define LLMOPS_Q8_K_BYTES 292 /* float d; int8 qs[256]; int16 bsums[16] */
 
+typedef void (*llmops_kern_mm_fn)(const uint8_t *W, size_t row_bytes, size_t nr, const uint8_t *act,
+                                  size_t act_stride, size_t nt, size_t cols, float *Y, size_t ldy);
+
+/*
+ * Q8U: a Q8_0-quantized activation vector laid out for the tiled kernels —
+ * cols bytes q + 128 (the Q8_0 quants offset to unsigned, so that VPDPBUSD
+ * can take them as its unsigned operand), then cols/32 floats, the Q8_0
+ * block scales widened from f16. Same values as llmops_kern_quantize_q8_0.
+ */
+static inline size_t llmops_kern_q8u_bytes(size_t cols) { return cols + cols / 32 * 4; }
+void llmops_kern_quantize_q8u(const float *x, uint8_t *dst, size_t cols);
+
 /*
  * One path's kernels. The quantized dots take nb weight blocks and the
  * activations already quantized (Q8_0 blocks for q8_0/q4_0, Q8_K blocks for
@@ -139,6 +154,17 @@ typedef struct llmops_kernel_table {
     float (*dot_q4_0)(const void *w, const void *xq, size_t nb);
     float (*dot_q4_K)(const void *w, const void *xq, size_t nb);
     float (*dot_q6_K)(const void *w, const void *xq, size_t nb);
+    /*
+     * Tiled products: Y[t·ldy + r] = row r of W · activation t, for r < nr and
+     * t < nt, each exactly (bit for bit) what the dot above returns for that
+     * pair. W rows are row_bytes apart; activation t starts at act + t·act_stride
+     * in the layout the kernel takes: F32 rows for mm_f32/f16/bf16, Q8U (below)
+     * for mm_q8_0/q4_0, Q8_K blocks for mm_q4_K. NULL: the driver calls the dot
+     * for each pair instead, on standard Q8_0/Q8_K activation blocks.
+     */
+    llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K;
+    /* llmops_kern_quantize_q8u, byte for byte (NULL: that portable one is used) */
+    void (*quantize_q8u)(const float *x, uint8_t *dst, size_t cols);
 } llmops_kernel_table;
 
 extern const llmops_kernel_table llmops_kernels_scalar;

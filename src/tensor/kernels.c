@@ -10,6 +10,7 @@
  * expression, which the SIMD versions reproduce exactly.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +157,14 @@ static float dot_q6_K_scalar(const void *w, const void *xq, size_t nb) {
 }
 
 const llmops_kernel_table llmops_kernels_scalar = {
-    "scalar",        dot_f32_scalar,  dot_f16_scalar,  dot_bf16_scalar,
-    dot_q8_0_scalar, dot_q4_0_scalar, dot_q4_K_scalar, dot_q6_K_scalar,
+    .name = "scalar",
+    .dot_f32 = dot_f32_scalar,
+    .dot_f16 = dot_f16_scalar,
+    .dot_bf16 = dot_bf16_scalar,
+    .dot_q8_0 = dot_q8_0_scalar,
+    .dot_q4_0 = dot_q4_0_scalar,
+    .dot_q4_K = dot_q4_K_scalar,
+    .dot_q6_K = dot_q6_K_scalar,
 };
 
 /* ---- path selection ------------------------------------------------------------------ */
@@ -291,60 +298,141 @@ float llmops_vec_dot(int type, const void *w_row, const float *x, size_t n) {
     return sum;
 }
 
+/* Q8U (kernels.h): the Q8_0 quants + 128, then the block scales as floats. */
+void llmops_kern_quantize_q8u(const float *x, uint8_t *dst, size_t cols) {
+    uint8_t blk[LLMOPS_Q8_0_BYTES];
+    for (size_t b = 0; b < cols / 32; b++) {
+        llmops_kern_quantize_q8_0(x + 32 * b, blk, 1);
+        for (int i = 0; i < 32; i++) dst[32 * b + (size_t)i] = (uint8_t)(blk[2 + i] ^ 0x80);
+        float d = f16_at(blk);
+        memcpy(dst + cols + 4 * b, &d, 4);
+    }
+}
+
 /*
- * Tiling for matmul: a tile is ROW_TILE rows of W; a worker takes a tile and
- * runs it over the tokens TOK_TILE at a time, row by row, so each weight row
- * is read from memory once and then from L1 for every token of the tile.
+ * How matmul runs: the activations are prepared once (quantized, in the
+ * layout the path's tiled kernel takes), then the rows of W are split into
+ * one contiguous range per thread (multiples of MM_ROW_GROUP rows), and each
+ * thread runs its range over the tokens MM_TOK_BLOCK at a time: the tiled
+ * kernel keeps a few weight rows in registers across a few tokens, the
+ * block's activations stay in L1 across the range, and the range's weights
+ * stay in L2 across the token blocks.
  */
-enum { ROW_TILE = 16, TOK_TILE = 16 };
+enum { MM_ROW_GROUP = 16, MM_TOK_BLOCK = 32 };
+
+enum { ACT_F32, ACT_Q8_0, ACT_Q8U, ACT_Q8_K };
 
 typedef struct mm_job {
     const llmops_kernel_table *k;
-    int type;
+    llmops_kern_mm_fn fn; /* the tiled kernel; NULL: one dot per (row, token) */
+    int type, act_fmt;
     const uint8_t *W;
     size_t row_bytes; /* bytes per weight row                          */
     size_t rows, cols, n;
-    const uint8_t *act; /* n activation vectors, act_stride bytes apart  */
+    const float *X;   /* (n, cols)                                      */
+    uint8_t *act;     /* n prepared activation vectors, act_stride apart */
     size_t act_stride;
-    float *Y;           /* (n, rows)                                     */
-    /* activation quantization (a first parallel pass) */
-    const wtype *wt;
-    const float *X;
+    size_t tok_block; /* tokens per pass over the rows                  */
+    float *Y;         /* (n, rows)                                      */
 } mm_job;
+
+static void prepare_act(const llmops_kernel_table *k, int fmt, const float *x, uint8_t *dst, size_t cols) {
+    switch (fmt) {
+    case ACT_Q8_0: llmops_kern_quantize_q8_0(x, dst, cols / 32); break;
+    case ACT_Q8U: (k->quantize_q8u ? k->quantize_q8u : llmops_kern_quantize_q8u)(x, dst, cols); break;
+    default: llmops_kern_quantize_q8_K(x, dst, cols / 256); break;
+    }
+}
 
 static void mm_quantize(void *ctx, size_t begin, size_t end, int ith) {
     (void)ith;
     mm_job *j = ctx;
-    for (size_t t = begin; t < end; t++)
-        quantize_act(j->wt, j->X + t * j->cols, (uint8_t *)j->act + t * j->act_stride, j->cols);
+    for (size_t t = begin; t < end; t++) prepare_act(j->k, j->act_fmt, j->X + t * j->cols, j->act + t * j->act_stride, j->cols);
 }
 
-static void mm_tiles(void *ctx, size_t begin, size_t end, int ith) {
+static void mm_rows(void *ctx, size_t begin, size_t end, int ith) {
     (void)ith;
     const mm_job *j = ctx;
-    for (size_t tile = begin; tile < end; tile++) {
-        size_t r0 = tile * ROW_TILE, r1 = r0 + ROW_TILE < j->rows ? r0 + ROW_TILE : j->rows;
-        for (size_t t0 = 0; t0 < j->n; t0 += TOK_TILE) {
-            size_t t1 = t0 + TOK_TILE < j->n ? t0 + TOK_TILE : j->n;
-            for (size_t r = r0; r < r1; r++) {
-                const uint8_t *w = j->W + r * j->row_bytes;
-                for (size_t t = t0; t < t1; t++)
-                    j->Y[t * j->rows + r] = row_dot(j->k, j->type, w, j->act + t * j->act_stride, j->cols);
-            }
+    size_t r0 = begin * MM_ROW_GROUP, r1 = end * MM_ROW_GROUP < j->rows ? end * MM_ROW_GROUP : j->rows;
+    for (size_t t0 = 0; t0 < j->n; t0 += j->tok_block) {
+        size_t nt = j->n - t0 < j->tok_block ? j->n - t0 : j->tok_block;
+        const uint8_t *a = j->act + t0 * j->act_stride;
+        float *y = j->Y + t0 * j->rows;
+        if (j->fn) {
+            j->fn(j->W + r0 * j->row_bytes, j->row_bytes, r1 - r0, a, j->act_stride, nt, j->cols, y + r0, j->rows);
+            continue;
+        }
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *w = j->W + r * j->row_bytes;
+            for (size_t t = 0; t < nt; t++) y[t * j->rows + r] = row_dot(j->k, j->type, w, a + t * j->act_stride, j->cols);
         }
     }
 }
 
-static llmops_status run_range(llmops_threadpool *pool, size_t n_items, llmops_threadpool_range_fn fn, void *ctx,
-                               llmops_error *err) {
+/* Runs fn over [0, n_items) as one contiguous share per thread. */
+static llmops_status run_shares(llmops_threadpool *pool, size_t n_items, llmops_threadpool_range_fn fn, void *ctx,
+                                llmops_error *err) {
     if (!n_items) return LLMOPS_OK;
-    if (!pool || llmops_threadpool_n_threads(pool) == 1) {
+    int nth = pool ? llmops_threadpool_n_threads(pool) : 1;
+    if (nth <= 1 || n_items == 1) {
         fn(ctx, 0, n_items, 0);
         return LLMOPS_OK;
     }
-    llmops_status st = llmops_threadpool_parallel_for(pool, n_items, 1, fn, ctx);
+    size_t grain = (n_items + (size_t)nth - 1) / (size_t)nth;
+    llmops_status st = llmops_threadpool_parallel_for(pool, n_items, grain, fn, ctx);
     if (st) return llmops_error_set(err, st, "kernels: the thread pool refused the job (called from inside it?)");
     return LLMOPS_OK;
+}
+
+/*
+ * The activation buffer: small ones on the caller's stack, others in a
+ * per-thread cache grown on demand (up to ACT_CACHE_MAX; larger ones are
+ * allocated for the call). The cache uses the C library's allocator, not
+ * llmops_malloc, since it outlives the call and belongs to no caller; the
+ * thread's exit frees it.
+ */
+enum { ACT_STACK = 16 << 10 };
+#define ACT_CACHE_MAX ((size_t)64 << 20)
+
+typedef struct act_cache {
+    void *raw;
+    uint8_t *p; /* raw, 64-byte aligned */
+    size_t cap;
+} act_cache;
+
+static pthread_key_t g_act_key;
+static pthread_once_t g_act_once = PTHREAD_ONCE_INIT;
+static int g_act_key_ok;
+
+static void act_cache_free(void *v) {
+    act_cache *c = v;
+    if (c) free(c->raw);
+    free(c);
+}
+
+static void act_key_init(void) { g_act_key_ok = pthread_key_create(&g_act_key, act_cache_free) == 0; }
+
+/* A 64-byte aligned buffer of `bytes` from this thread's cache, or NULL. */
+static uint8_t *act_cache_get(size_t bytes) {
+    if (bytes > ACT_CACHE_MAX || pthread_once(&g_act_once, act_key_init) || !g_act_key_ok) return NULL;
+    act_cache *c = pthread_getspecific(g_act_key);
+    if (c && c->cap >= bytes) return c->p;
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return NULL;
+        if (pthread_setspecific(g_act_key, c)) {
+            free(c);
+            return NULL;
+        }
+    }
+    size_t cap = bytes < (size_t)1 << 20 ? (size_t)1 << 20 : bytes;
+    if (cap < 2 * c->cap && 2 * c->cap <= ACT_CACHE_MAX) cap = 2 * c->cap;
+    void *raw = malloc(cap + 63);
+    if (!raw) return NULL;
+    free(c->raw);
+    c->raw = raw;
+    c->p = (uint8_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    c->cap = cap;
+    return c->p;
 }
 
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
@@ -369,27 +457,45 @@ llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, c
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "matrix sizes overflow (%zu × %zu, %zu tokens)", rows, cols,
                                 n);
 
-    mm_job j = {.k = kernels(), .type = type, .W = W, .row_bytes = (size_t)row_bytes, .rows = rows, .cols = cols,
-                .n = n, .Y = Y, .wt = &wt, .X = X};
-    uint8_t *qbuf = NULL;
-    if (wt.act == LLMOPS_DTYPE_F32) {
-        j.act = (const uint8_t *)X;
-        j.act_stride = cols * sizeof(float);
-    } else {
-        j.act_stride = cols / wt.act_block * wt.act_bytes;
-        qbuf = llmops_malloc(j.act_stride * n);
-        if (!qbuf)
-            return llmops_error_set(err, LLMOPS_ERR_NOMEM, "kernels: no memory for %zu quantized activations",
-                                    n * cols);
-        j.act = qbuf;
-        llmops_status st = run_range(n > 1 ? pool : NULL, n, mm_quantize, &j, err);
-        if (st) {
-            llmops_free(qbuf);
-            return st;
-        }
+    const llmops_kernel_table *k = kernels();
+    mm_job j = {.k = k, .type = type, .W = W, .row_bytes = (size_t)row_bytes, .rows = rows, .cols = cols, .n = n,
+                .Y = Y, .X = X};
+    switch (type) {
+    case LLMOPS_DTYPE_F32: j.fn = k->mm_f32; break;
+    case LLMOPS_DTYPE_F16: j.fn = k->mm_f16; break;
+    case LLMOPS_DTYPE_BF16: j.fn = k->mm_bf16; break;
+    case LLMOPS_DTYPE_Q8_0: j.fn = k->mm_q8_0; break;
+    case LLMOPS_DTYPE_Q4_0: j.fn = k->mm_q4_0; break;
+    case LLMOPS_DTYPE_Q4_K: j.fn = k->mm_q4_K; break;
+    default: j.fn = NULL; break;
     }
-    llmops_status st = run_range(pool, (rows + ROW_TILE - 1) / ROW_TILE, mm_tiles, &j, err);
-    llmops_free(qbuf);
+    if (wt.act == LLMOPS_DTYPE_F32) {
+        j.act_fmt = ACT_F32;
+        j.act = (uint8_t *)(uintptr_t)X;
+        j.act_stride = cols * sizeof(float);
+    } else if (wt.act == LLMOPS_DTYPE_Q8_0 && j.fn) {
+        j.act_fmt = ACT_Q8U;
+        j.act_stride = (llmops_kern_q8u_bytes(cols) + 63) & ~(size_t)63;
+    } else {
+        j.act_fmt = wt.act == LLMOPS_DTYPE_Q8_0 ? ACT_Q8_0 : ACT_Q8_K;
+        j.act_stride = cols / wt.act_block * wt.act_bytes;
+    }
+    j.tok_block = MM_TOK_BLOCK;
+    _Alignas(64) uint8_t stack_buf[ACT_STACK];
+    uint8_t *heap = NULL;
+    llmops_status st = LLMOPS_OK;
+    if (j.act_fmt != ACT_F32) {
+        size_t bytes = j.act_stride * n; /* <= 10 · cols · n: checked above */
+        if (bytes <= sizeof stack_buf) j.act = stack_buf;
+        else if (!(j.act = act_cache_get(bytes))) {
+            if (!(j.act = heap = llmops_malloc(bytes)))
+                return llmops_error_set(err, LLMOPS_ERR_NOMEM, "kernels: no memory for %zu quantized activations",
+                                        n * cols);
+        }
+        st = run_shares(n >= 4 ? pool : NULL, n, mm_quantize, &j, err);
+    }
+    if (!st) st = run_shares(pool, (rows + MM_ROW_GROUP - 1) / MM_ROW_GROUP, mm_rows, &j, err);
+    llmops_free(heap);
     return st;
 }
 

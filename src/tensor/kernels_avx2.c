@@ -238,8 +238,14 @@ AVX2 static float dot_q6_K_avx2(const void *w, const void *xq, size_t nb) {
 }
 
 const llmops_kernel_table llmops_kernels_avx2 = {
-    "avx2",        dot_f32_avx2,  dot_f16_avx2,  dot_bf16_avx2,
-    dot_q8_0_avx2, dot_q4_0_avx2, dot_q4_K_avx2, dot_q6_K_avx2,
+    .name = "avx2",
+    .dot_f32 = dot_f32_avx2,
+    .dot_f16 = dot_f16_avx2,
+    .dot_bf16 = dot_bf16_avx2,
+    .dot_q8_0 = dot_q8_0_avx2,
+    .dot_q4_0 = dot_q4_0_avx2,
+    .dot_q4_K = dot_q4_K_avx2,
+    .dot_q6_K = dot_q6_K_avx2,
 };
 
 #else

@@ -592,3 +592,118 @@ TEST(kernels_matvec_matmul_odd_shapes) {
     llmops_threadpool_free(pool2);
     CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
 }
+
+/*
+ * matmul and matvec, on every path, give exactly (bit for bit) what that
+ * path's dot kernel gives for each (row, token) pair on the activations
+ * quantized the standard way: the tiled kernels reproduce the dots' float
+ * operations, not just their tolerance. Shapes cover full and partial tiles
+ * (rows and tokens), odd block counts and the float kernels' masked tails.
+ */
+TEST(kernels_matmul_bit_identical_to_dot) {
+    const char *paths[3];
+    int np = n_paths(paths);
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    uint64_t s = 4242;
+    for (size_t ti = 0; ti < sizeof k_wtypes / sizeof k_wtypes[0]; ti++) {
+        int type = k_wtypes[ti];
+        size_t bs = llmops_dtype_get(type)->block_size;
+        size_t col_opts[3];
+        if (bs == 1) col_opts[0] = 64, col_opts[1] = 100, col_opts[2] = 1003;
+        else if (bs == 32) col_opts[0] = 32, col_opts[1] = 64, col_opts[2] = 19 * 32;
+        else col_opts[0] = 256, col_opts[1] = 512, col_opts[2] = 768;
+        for (int ci = 0; ci < 3; ci++) {
+            size_t cols = col_opts[ci], rows = 37, nmax = 19;
+            uint8_t *W;
+            float *Wf;
+            CHECK(make_weights(&s, type, rows, cols, &W, &Wf));
+            size_t rb = row_bytes(type, cols);
+            float *X = malloc(nmax * cols * sizeof(float)), *Y = malloc(nmax * rows * sizeof(float)),
+                  *y1 = malloc(rows * sizeof(float)), *ref = malloc(nmax * rows * sizeof(float));
+            uint8_t *xq = malloc(cols / 32 * LLMOPS_Q8_0_BYTES + cols / 256 * LLMOPS_Q8_K_BYTES + 64);
+            CHECK(X && Y && y1 && ref && xq);
+            gen_varied(&s, X, nmax * cols);
+            for (int p = 0; p < np; p++) {
+                const llmops_kernel_table *kt = !strcmp(paths[p], "scalar") ? &llmops_kernels_scalar : table_for(paths[p]);
+                CHECK(kt != NULL);
+                for (size_t t = 0; t < nmax; t++) {
+                    const float *x = X + t * cols;
+                    if (act_block(type) == 32) llmops_kern_quantize_q8_0(x, xq, cols / 32);
+                    else if (act_block(type) == 256) llmops_kern_quantize_q8_K(x, xq, cols / 256);
+                    for (size_t r = 0; r < rows; r++) {
+                        const uint8_t *w = W + r * rb;
+                        float v;
+                        switch (type) {
+                        case LLMOPS_DTYPE_F32: v = kt->dot_f32((const float *)w, x, cols); break;
+                        case LLMOPS_DTYPE_F16: v = kt->dot_f16((const uint16_t *)w, x, cols); break;
+                        case LLMOPS_DTYPE_BF16: v = kt->dot_bf16((const uint16_t *)w, x, cols); break;
+                        case LLMOPS_DTYPE_Q8_0: v = kt->dot_q8_0(w, xq, cols / 32); break;
+                        case LLMOPS_DTYPE_Q4_0: v = kt->dot_q4_0(w, xq, cols / 32); break;
+                        case LLMOPS_DTYPE_Q4_K: v = kt->dot_q4_K(w, xq, cols / 256); break;
+                        default: v = kt->dot_q6_K(w, xq, cols / 256); break;
+                        }
+                        ref[t * rows + r] = v;
+                    }
+                }
+                CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
+                static const size_t ns[] = {1, 2, 3, 8, 9, 19};
+                for (int th = 1; th <= 2; th++) {
+                    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+                        size_t n = ns[k];
+                        memset(Y, 0xff, n * rows * sizeof(float));
+                        CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
+                        for (size_t i = 0; i < n * rows; i++) {
+                            if (memcmp(&Y[i], &ref[i], sizeof(float))) {
+                                test_fail(__FILE__, __LINE__, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, dot %.9g",
+                                          paths[p], llmops_dtype_name(type), rows, cols, n, th, i / rows, i % rows,
+                                          (double)Y[i], (double)ref[i]);
+                                break;
+                            }
+                        }
+                    }
+                    CHECK_OK(llmops_matvec(type, W, rows, cols, X + 5 * cols, y1, th == 1 ? NULL : pool2, &err), err);
+                    CHECK_MSG(!memcmp(y1, ref + 5 * rows, rows * sizeof(float)), "%s %s matvec differs from the dot",
+                              paths[p], llmops_dtype_name(type));
+                }
+            }
+            free(W), free(Wf), free(X), free(Y), free(y1), free(ref), free(xq);
+        }
+    }
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
+/* Each path's Q8U activation quantizer writes the portable one's bytes, specials included. */
+TEST(kernels_quantize_q8u_simd_matches_portable) {
+    enum { N = 64 * 32 };
+    float *x = malloc(N * sizeof(float));
+    uint8_t *ref = malloc(N + N / 8), *got = malloc(N + N / 8);
+    CHECK(x && ref && got);
+    uint64_t s = 31337;
+    gen_varied(&s, x, N);
+    /* blocks with NaN (first, middle, last element), ±inf, subnormal and huge values; the last block too */
+    x[0] = NAN, x[32 + 17] = NAN, x[64 + 31] = NAN, x[96 + 3] = INFINITY, x[128 + 9] = -INFINITY;
+    for (int i = 0; i < 32; i++) x[160 + i] = (float)(i - 16) * 1e-41f, x[192 + i] = (float)(i + 1) * 1e37f;
+    x[224] = 1e-45f, x[N - 1] = NAN, x[N - 40] = 3e38f;
+    int ran = 0;
+    for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
+        const llmops_kernel_table *kt = table_for(k_isas[p]);
+        if (!kt || !kt->quantize_q8u || !llmops_kernels_isa_available(k_isas[p])) continue;
+        ran++;
+        static const size_t col_counts[] = {32, 96, N};
+        for (size_t ci = 0; ci < 3; ci++) {
+            size_t cols = col_counts[ci];
+            llmops_kern_quantize_q8u(x, ref, cols);
+            memset(got, 0x5a, N + N / 8);
+            kt->quantize_q8u(x, got, cols);
+            size_t nb = llmops_kern_q8u_bytes(cols), i = 0;
+            while (i < nb && got[i] == ref[i]) i++;
+            CHECK_MSG(i == nb, "%s cols=%zu: byte %zu is 0x%02x, portable 0x%02x", k_isas[p], cols, i,
+                      i < nb ? got[i] : 0, i < nb ? ref[i] : 0);
+        }
+    }
+    free(x), free(ref), free(got);
+    if (!ran) SKIP("no SIMD quantizer on this machine");
+}
