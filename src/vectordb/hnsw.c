@@ -1233,17 +1233,18 @@ llmops_status llmops_hnsw_load_buffer(const void *data, size_t size, const char 
                                 (unsigned long long)n);
     }
     const uint8_t *q = p + HEADER_SIZE;
-    memcpy(h->labels, q, (size_t)n * 8);
+    /* an empty index has no arrays: memcpy to NULL is undefined even for 0 bytes */
+    if (n) memcpy(h->labels, q, (size_t)n * 8);
     q += n * 8;
-    memcpy(h->vecs, q, (size_t)vec_bytes);
+    if (vec_bytes) memcpy(h->vecs, q, (size_t)vec_bytes);
     q += vec_bytes;
-    memcpy(h->links0, q, (size_t)l0_bytes);
+    if (l0_bytes) memcpy(h->links0, q, (size_t)l0_bytes);
     q += l0_bytes;
-    memcpy(h->upper, q, (size_t)up_bytes);
+    if (up_bytes) memcpy(h->upper, q, (size_t)up_bytes);
     q += up_bytes;
-    memcpy(h->levels, q, (size_t)n);
+    if (n) memcpy(h->levels, q, (size_t)n);
     q += n;
-    memcpy(h->flags, q, (size_t)n);
+    if (n) memcpy(h->flags, q, (size_t)n);
     h->n = (size_t)n;
     h->n_deleted = (size_t)n_deleted;
     h->upper_len = (size_t)upper_words;
