@@ -34,6 +34,8 @@ struct llmops_tokenizer {
     int32_t *eog;                 /* end-of-generation ids                          */
     size_t n_eog;
     size_t max_token_len;
+    int wpm_lowercase;            /* WordPiece: lower-case (BertNormalizer lowercase), default 1 */
+    int wpm_strip_accents;        /* WordPiece: drop Mn marks after NFD, default = lowercase     */
     int spm_split_newlines;       /* SPM: no multi-byte token holds '\n', so lines merge independently */
     char *chat_template;
     llmops_arena *arena;

@@ -497,6 +497,11 @@ static llmops_status from_hf(const char *tj_path, const char *json_text, size_t 
                 *slots[i] = (int32_t)json_integer_value(v);
         }
     }
+    if (t->unk < 0) { /* the model section names its unknown token */
+        const char *ut = json_string_value(json_object_get(model, "unk_token"));
+        if (!ut) ut = t->kind == LLMOPS_TOKENIZER_WPM ? "[UNK]" : NULL;
+        if (ut) t->unk = llmops_tokenizer_find(t, ut, strlen(ut));
+    }
     if (t->kind == LLMOPS_TOKENIZER_SPM) {
         if (t->unk < 0) t->unk = llmops_tokenizer_find(t, "<unk>", 5);
         /* rank-derived scores, now that texts can be looked up */
@@ -518,6 +523,14 @@ static llmops_status from_hf(const char *tj_path, const char *json_text, size_t 
         if (!strcmp(t->pre, "custom") && t->n_re == 0) snprintf(t->pre, sizeof t->pre, "default");
     } else {
         snprintf(t->pre, sizeof t->pre, "default");
+        /* BertNormalizer: lowercase (default true); strip_accents null follows lowercase */
+        json_t *norm = json_object_get(tj, "normalizer");
+        if (json_is_object(norm) && json_is_string(json_object_get(norm, "type")) &&
+            !strcmp(json_string_value(json_object_get(norm, "type")), "BertNormalizer")) {
+            json_t *lc = json_object_get(norm, "lowercase"), *sa = json_object_get(norm, "strip_accents");
+            if (json_is_boolean(lc)) t->wpm_lowercase = json_is_true(lc);
+            t->wpm_strip_accents = json_is_boolean(sa) ? json_is_true(sa) : t->wpm_lowercase;
+        }
         if (t->cls < 0) t->cls = t->bos;
         if (t->bos < 0) t->bos = t->cls;
     }

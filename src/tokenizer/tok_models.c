@@ -518,7 +518,12 @@ static llmops_status wpm_word(const llmops_tokenizer *tok, const char *w, size_t
             break;
         }
     }
-    if (!st && out->n == start) st = llmops_tokens_push(out, tok->unk, err);
+    if (!st && out->n == start) {
+        if (tok->unk < 0)
+            st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "the WordPiece vocabulary has no unknown token for a word it cannot split");
+        else
+            st = llmops_tokens_push(out, tok->unk, err);
+    }
     llmops_free(w1);
     return st;
 }
@@ -548,8 +553,8 @@ llmops_status llmops_tok_wpm(const llmops_tokenizer *tok, const char *text, size
             }
             if (cp == 0 || cp == 0xfffd || (fl & UCP_C)) continue;
             /* accents are stripped after NFD, as BertNormalizer does for uncased models */
-            if (utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_MN) continue;
-            uint32_t lc = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            if (tok->wpm_strip_accents && utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_MN) continue;
+            uint32_t lc = tok->wpm_lowercase ? (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp) : cp;
             utf8proc_uint8_t enc[4];
             utf8proc_ssize_t el = utf8proc_encode_char((utf8proc_int32_t)lc, enc);
             if ((fl & UCP_P) || (cp < 0x7f && (fl & UCP_S)) || is_chinese(cp)) {

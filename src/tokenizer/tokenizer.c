@@ -52,6 +52,7 @@ llmops_status llmops_tok_alloc(llmops_tokenizer **out, size_t n, llmops_error *e
     t->bos = t->eos = t->eot = t->eom = t->pad = t->unk = t->sep = t->cls = t->mask = -1;
     for (int i = 0; i < 256; i++) t->byte_token[i] = -1;
     strcpy(t->pre, "default");
+    t->wpm_lowercase = t->wpm_strip_accents = 1;
     *out = t;
     return LLMOPS_OK;
 oom:

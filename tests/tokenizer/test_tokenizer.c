@@ -301,3 +301,32 @@ TEST(tokenizer_load_errors) {
     fclose(f);
     CHECK_ERR(llmops_tokenizer_load(p, &tok, &err), LLMOPS_ERR_FORMAT, err, "bad.json:1:");
 }
+
+/* A cased WordPiece model (BertNormalizer lowercase: false) keeps case and accents. */
+TEST(tokenizer_wordpiece_cased_normalizer) {
+    static const char tj[] =
+        "{\"normalizer\": {\"type\": \"BertNormalizer\", \"lowercase\": false, \"strip_accents\": null},"
+        " \"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"[CLS]\": 1, \"[SEP]\": 2, \"Hello\": 3,"
+        " \"hello\": 4, \"caf\": 5, \"##\\u00e9\": 6, \"##e\": 7}}}";
+    llmops_error err = {0};
+    llmops_tokenizer *tok;
+    CHECK_OK(llmops_tokenizer_from_json(tj, sizeof tj - 1, "cased.json", &tok, &err), err);
+    llmops_tokens ids = {0};
+    const char *text = "Hello caf\xc3\xa9";
+    CHECK_OK(llmops_tokenize(tok, text, strlen(text), 0, &ids, &err), err);
+    /* "Hello" keeps its case (id 3, not 4); NFD turns é into e + U+0301, and a cased model keeps
+       the mark, so "cafe\xcc\x81" has no complete WordPiece split and becomes [UNK] */
+    CHECK_EQ_INT(ids.n, 2);
+    CHECK_EQ_INT(ids.ids[0], 3);
+    CHECK_EQ_INT(ids.ids[1], 0);
+    llmops_tokens_free(&ids);
+    llmops_tokenizer_free(tok);
+    /* the default (uncased) lower-cases */
+    static const char tj2[] = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"hello\": 4, \"Hello\": 3}}}";
+    CHECK_OK(llmops_tokenizer_from_json(tj2, sizeof tj2 - 1, "uncased.json", &tok, &err), err);
+    CHECK_OK(llmops_tokenize(tok, "Hello", 5, 0, &ids, &err), err);
+    CHECK_EQ_INT(ids.n, 1);
+    CHECK_EQ_INT(ids.ids[0], 4);
+    llmops_tokens_free(&ids);
+    llmops_tokenizer_free(tok);
+}
