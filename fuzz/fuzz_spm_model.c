@@ -38,12 +38,12 @@ static int same(const llmops_spm_model *a, const llmops_spm_model *b) {
     for (size_t i = 0; i < a->n; i++) {
         const llmops_spm_piece *p = &a->pieces[i], *q = &b->pieces[i];
         if (p->len != q->len || p->type != q->type || memcmp(&p->score, &q->score, sizeof p->score) != 0 ||
-            memcmp(p->text, q->text, p->len) != 0)
+            (p->len && memcmp(p->text, q->text, p->len) != 0))
             return 0;
     }
     return a->normalizer.name_len == b->normalizer.name_len &&
            a->normalizer.precompiled_charsmap_len == b->normalizer.precompiled_charsmap_len &&
-           memcmp(a->normalizer.name, b->normalizer.name, a->normalizer.name_len) == 0;
+           (a->normalizer.name_len == 0 || memcmp(a->normalizer.name, b->normalizer.name, a->normalizer.name_len) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
