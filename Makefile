@@ -27,12 +27,15 @@ ifeq ($(WERROR),1)
 endif
 CFLAGS ?=
 CFLAGS += $(CSTD) $(OPT) $(WARN)
-LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lsqlite3 -lpthread -lm
+MPI_CPPFLAGS := $(shell pkg-config --cflags-only-I ompi-c 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
+CPPFLAGS += $(MPI_CPPFLAGS)
+LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lsqlite3 -lopenblas -lcurl $(MPI_LIBS) -lpthread -lm
 LDFLAGS += $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c src/model/*.c src/vectordb/*.c))
+LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c src/model/*.c src/vectordb/*.c src/train/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c tests/tokenizer/*.c tests/model/*.c tests/vectordb/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/*.c tests/base/*.c tests/tensor/*.c tests/formats/*.c tests/tokenizer/*.c tests/model/*.c tests/vectordb/*.c tests/train/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

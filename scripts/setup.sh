@@ -13,6 +13,9 @@ PKGS=(
   python3 python3-numpy python3-torch  # independent reference implementations in tests
   python3-jinja2                    # the chat-template oracle in tests
   sqlite3 libsqlite3-dev            # SQLite with FTS5: the vector database's storage
+  libopenblas-dev libopenblas0-pthread  # SGEMM for training (and PyTorch's BLAS in the benchmarks)
+  openmpi-bin libopenmpi-dev        # data-parallel fine-tuning (mpirun)
+  libcurl4-openssl-dev              # http(s):// and s3:// dataset sources
 )
 
 missing=()
