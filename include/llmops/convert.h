@@ -20,6 +20,7 @@
 #include "llmops/arch.h"
 #include "llmops/gguf.h"
 #include "llmops/status.h"
+#include "llmops/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,23 @@ llmops_status llmops_quantize_model(const char *in, const char *out, const char 
 
 /* The descriptor stored in a GGUF file's {arch}.* keys and tensor set. */
 llmops_status llmops_arch_from_gguf(const llmops_gguf *g, llmops_arch *a, llmops_error *err);
+
+/* A named F32 tensor in memory: rows × cols row-major (1-D tensors: rows = 1). */
+typedef struct llmops_named_f32 {
+    const char *name; /* llama.cpp's tensor name */
+    int64_t rows, cols;
+    const float *data;
+} llmops_named_f32;
+
+/*
+ * Writes a GGUF model: the architecture's metadata, the tokenizer (may be NULL)
+ * and the tensors, 2-D ones in out_type (LLMOPS_DTYPE_F32, F16 or BF16; -1 = F32),
+ * 1-D ones in F32. hf_row_order = 1 says the q/k rows of a llama/mistral model are
+ * in Hugging Face order and are permuted into llama.cpp's order on the way out.
+ */
+llmops_status llmops_gguf_write_model(const llmops_arch *a, const llmops_tokenizer *tok, const char *name,
+                                      const llmops_named_f32 *ts, size_t n, int hf_row_order, int out_type,
+                                      const char *path, llmops_error *err);
 
 #ifdef __cplusplus
 }

@@ -859,3 +859,59 @@ llmops_status llmops_convert(const char *in, const char *out, const llmops_conve
                             "%s (%s) converts to GGUF only: give an output path ending in .gguf", in,
                             llmops_model_format_name(f));
 }
+
+/* ---- a model from tensors in memory ------------------------------------------------- */
+
+llmops_status llmops_gguf_write_model(const llmops_arch *a, const llmops_tokenizer *tok, const char *name,
+                                      const llmops_named_f32 *ts, size_t n, int hf_row_order, int out_type,
+                                      const char *path, llmops_error *err) {
+    llmops_gguf_writer *w = llmops_gguf_writer_create();
+    fill_pool pool = {0};
+    float *rope_factors = NULL;
+    llmops_status st = LLMOPS_OK;
+    pool.cap = n + 1;
+    pool.fills = llmops_malloc(pool.cap * sizeof *pool.fills);
+    if (!w || !pool.fills) {
+        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int req = out_type < 0 ? LLMOPS_DTYPE_F32 : out_type;
+    if ((st = write_arch_kv(w, a, name, (int)file_type_of(req), err))) goto done;
+    if (tok && (st = llmops_tokenizer_to_gguf(tok, w, err))) goto done;
+    int permute = hf_row_order && (a->family == LLMOPS_ARCH_LLAMA || a->family == LLMOPS_ARCH_MISTRAL);
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = ts[i].name;
+        size_t len = strlen(nm);
+        conv_xform xf = XF_NONE;
+        int nh = 0;
+        if (permute && len > 14 && !strcmp(nm + len - 14, ".attn_q.weight")) {
+            xf = XF_PERMUTE_Q;
+            nh = (int)a->n_heads;
+        } else if (permute && len > 14 && !strcmp(nm + len - 14, ".attn_k.weight")) {
+            xf = XF_PERMUTE_K;
+            nh = (int)a->n_kv_heads;
+        }
+        uint32_t nd = ts[i].rows <= 1 ? 1 : 2;
+        uint64_t rows = nd == 1 ? (uint64_t)ts[i].cols : (uint64_t)ts[i].rows, cols = nd == 1 ? 1 : (uint64_t)ts[i].cols;
+        if ((st = add_fill(w, &pool, nm, ts[i].data, LLMOPS_DTYPE_F32, nd, rows, cols, req, xf, nh, NULL, err)))
+            goto done;
+    }
+    if (a->rope_scaling == LLMOPS_ROPE_SCALING_LLAMA3) {
+        int64_t nf = a->rope_dim / 2;
+        rope_factors = llmops_malloc((size_t)nf * sizeof(float));
+        if (!rope_factors) {
+            st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        llama3_rope_factors(a, rope_factors, nf);
+        uint64_t ne = (uint64_t)nf;
+        if ((st = llmops_gguf_writer_add_tensor(w, "rope_freqs.weight", LLMOPS_DTYPE_F32, 1, &ne, rope_factors, err)))
+            goto done;
+    }
+    st = llmops_gguf_writer_write(w, path, err);
+done:
+    llmops_gguf_writer_free(w);
+    llmops_free(pool.fills);
+    llmops_free(rope_factors);
+    return st;
+}
