@@ -48,5 +48,7 @@ else
     failed=$((failed + 1))
 fi
 
+if $PY -c 'import torch' 2>/dev/null; then if out=$($PY tests/oracle/selftest_torch_train_ref.py 2>&1); then echo "ok   torch training oracle self-test"; passed=$((passed + 1)); else echo "$out" | tail -20; echo "FAIL torch training oracle self-test"; failed=$((failed + 1)); fi; else echo "skip torch training oracle self-test (no python3-torch)"; skipped=$((skipped + 1)); fi
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
