@@ -1,0 +1,336 @@
+/*
+ * The training core's per-op kernels: matrix products through OpenBLAS
+ * (frozen half/quantized weights dequantised a panel of rows at a time),
+ * RMSNorm/LayerNorm, RoPE, blocked causal attention with recomputed scores,
+ * activations and cross-entropy — each with its backward pass.
+ */
+#include "train/train_ops.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+/* Declared by OpenBLAS's cblas.h, but not by every cblas.h that may be found first. */
+void openblas_set_num_threads(int num_threads);
+
+void tops_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+               const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    if (!m || !n) return;
+    if (!k) { /* C = beta · C */
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* ---- panel products ------------------------------------------------------------------------ */
+
+size_t tops_panel_rows(int64_t cols) {
+    size_t r = (size_t)(262144 / (cols > 0 ? cols : 1));
+    if (r < 16) r = 16;
+    return r;
+}
+
+static int is_plain_f32(const tops_mat *W) {
+    return W->type == LLMOPS_DTYPE_F32 && W->row_bytes == (size_t)W->cols * sizeof(float);
+}
+
+typedef struct {
+    const tops_mat *W;
+    int64_t r0;
+    float *dst;
+} deq_job;
+
+static void deq_rows(void *vj, size_t begin, size_t end, int ith) {
+    (void)ith;
+    deq_job *J = vj;
+    size_t cols = (size_t)J->W->cols;
+    for (size_t r = begin; r < end; r++)
+        mm_dequant_row(J->W->type, (const uint8_t *)J->W->data + ((size_t)J->r0 + r) * J->W->row_bytes,
+                       J->dst + r * cols, cols);
+}
+
+/* Rows [r0, r0 + nr) of W as F32 in c->panel. */
+static const float *panel_of(tops_mm_ctx *c, const tops_mat *W, int64_t r0, size_t nr) {
+    deq_job J = {W, r0, c->panel};
+    if (c->pool && nr * (size_t)W->cols >= 65536) llmops_threadpool_parallel_for(c->pool, nr, 8, deq_rows, &J);
+    else deq_rows(&J, 0, nr, 0);
+    return c->panel;
+}
+
+void tops_linear_fwd(tops_mm_ctx *c, const tops_mat *W, const float *X, size_t ldx, size_t n, float *Y, size_t ldy,
+                     float beta) {
+    size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
+    if (is_plain_f32(W)) {
+        tops_gemm(0, 1, n, rows, cols, 1.0f, X, ldx, W->data, cols, beta, Y, ldy);
+        return;
+    }
+    size_t P = tops_panel_rows(W->cols);
+    for (size_t r0 = 0; r0 < rows; r0 += P) {
+        size_t nr = rows - r0 < P ? rows - r0 : P;
+        const float *pw = panel_of(c, W, (int64_t)r0, nr);
+        tops_gemm(0, 1, n, nr, cols, 1.0f, X, ldx, pw, cols, beta, Y + r0, ldy);
+    }
+}
+
+void tops_linear_bwd_x(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_t ldy, size_t n, float *dX,
+                       size_t lddx) {
+    if (!dX) return;
+    size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
+    if (is_plain_f32(W)) {
+        tops_gemm(0, 0, n, cols, rows, 1.0f, dY, ldy, W->data, cols, 1.0f, dX, lddx);
+        return;
+    }
+    size_t P = tops_panel_rows(W->cols);
+    for (size_t r0 = 0; r0 < rows; r0 += P) {
+        size_t nr = rows - r0 < P ? rows - r0 : P;
+        const float *pw = panel_of(c, W, (int64_t)r0, nr);
+        tops_gemm(0, 0, n, cols, nr, 1.0f, dY + r0, ldy, pw, cols, 1.0f, dX, lddx);
+    }
+}
+
+void tops_linear_bwd_w(const tops_mat *W, const float *dY, size_t ldy, const float *X, size_t ldx, size_t n) {
+    if (!W->g) return;
+    tops_gemm(1, 0, (size_t)W->rows, (size_t)W->cols, n, 1.0f, dY, ldy, X, ldx, 1.0f, W->g, (size_t)W->cols);
+}
+
+void tops_bias_fwd(const float *b, float *Y, size_t ldy, size_t n, size_t m) {
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < m; j++) Y[t * ldy + j] += b[j];
+}
+
+void tops_bias_bwd(float *db, const float *dY, size_t ldy, size_t n, size_t m) {
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < m; j++) db[j] += dY[t * ldy + j];
+}
+
+/* ---- norms ------------------------------------------------------------------------------------- */
+
+void tops_rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, size_t n, size_t d, double eps) {
+    for (size_t t = 0; t < n; t++) {
+        const float *xr = x + t * d;
+        float *yr = y + t * d;
+        double ss = 0;
+        for (size_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float s = (float)(1.0 / sqrt(ss / (double)d + eps));
+        rstd[t] = s;
+        for (size_t i = 0; i < d; i++) yr[i] = xr[i] * s * w[i];
+    }
+}
+
+void tops_rmsnorm_bwd(const float *x, const float *w, const float *rstd, const float *dy, float *dx, float *dw,
+                      size_t n, size_t d) {
+    for (size_t t = 0; t < n; t++) {
+        const float *xr = x + t * d, *dyr = dy + t * d;
+        float *dxr = dx + t * d;
+        float s = rstd[t];
+        double gx = 0;
+        for (size_t i = 0; i < d; i++) gx += (double)dyr[i] * w[i] * xr[i];
+        float c = (float)(gx * (double)s * s / (double)d);
+        for (size_t i = 0; i < d; i++) dxr[i] += s * (dyr[i] * w[i] - xr[i] * c);
+        if (dw)
+            for (size_t i = 0; i < d; i++) dw[i] += dyr[i] * xr[i] * s;
+    }
+}
+
+void tops_layernorm_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, size_t n,
+                        size_t d, double eps) {
+    for (size_t t = 0; t < n; t++) {
+        const float *xr = x + t * d;
+        float *yr = y + t * d;
+        double mu = 0, var = 0;
+        for (size_t i = 0; i < d; i++) mu += xr[i];
+        mu /= (double)d;
+        for (size_t i = 0; i < d; i++) var += ((double)xr[i] - mu) * ((double)xr[i] - mu);
+        var /= (double)d;
+        float s = (float)(1.0 / sqrt(var + eps)), m = (float)mu;
+        mean[t] = m;
+        rstd[t] = s;
+        for (size_t i = 0; i < d; i++) yr[i] = (xr[i] - m) * s * w[i] + (b ? b[i] : 0.0f);
+    }
+}
+
+void tops_layernorm_bwd(const float *x, const float *w, const float *mean, const float *rstd, const float *dy,
+                        float *dx, float *dw, float *db, size_t n, size_t d) {
+    for (size_t t = 0; t < n; t++) {
+        const float *xr = x + t * d, *dyr = dy + t * d;
+        float *dxr = dx + t * d;
+        float s = rstd[t], m = mean[t];
+        double sg = 0, sgx = 0;
+        for (size_t i = 0; i < d; i++) {
+            double g = (double)dyr[i] * w[i], xh = (double)(xr[i] - m) * s;
+            sg += g;
+            sgx += g * xh;
+        }
+        float mg = (float)(sg / (double)d), mgx = (float)(sgx / (double)d);
+        for (size_t i = 0; i < d; i++) {
+            float xh = (xr[i] - m) * s;
+            dxr[i] += s * (dyr[i] * w[i] - mg - xh * mgx);
+            if (dw) dw[i] += dyr[i] * xh;
+            if (db) db[i] += dyr[i];
+        }
+    }
+}
+
+/* ---- RoPE ---------------------------------------------------------------------------------------- */
+
+void tops_rope_table(const float *freqs, int64_t rope_dim, int n_pos, float *cs, float *sn) {
+    int64_t half = rope_dim / 2;
+    for (int p = 0; p < n_pos; p++)
+        for (int64_t i = 0; i < half; i++) {
+            float theta = (float)p * freqs[i];
+            cs[(size_t)p * (size_t)half + (size_t)i] = cosf(theta);
+            sn[(size_t)p * (size_t)half + (size_t)i] = sinf(theta);
+        }
+}
+
+void tops_rope(float *v, int n_heads, int64_t hd, int64_t rope_dim, const float *cs, const float *sn, int neox,
+               int inverse) {
+    int64_t half = rope_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)hd;
+        for (int64_t i = 0; i < half; i++) {
+            float c = cs[i], s = inverse ? -sn[i] : sn[i];
+            int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float x0 = x[a], x1 = x[b];
+            x[a] = x0 * c - x1 * s;
+            x[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* ---- attention ----------------------------------------------------------------------------------- */
+
+size_t tops_attn_scratch(int T) { return 2 * (size_t)TOPS_ATTN_BLOCK * (size_t)(T > 0 ? T : 1); }
+
+/* First key a query block [i0, ..) may see. */
+static int first_key(int i0, int64_t window) {
+    if (window <= 0) return 0;
+    int64_t c = (int64_t)i0 - window + 1;
+    return c > 0 ? (int)c : 0;
+}
+
+/* S (bi × nc, scaled scores of queries i0.. against keys c0..) → softmax rows in place. */
+static void block_softmax(float *S, int i0, int bi, int c0, int nc, int64_t window) {
+    for (int r = 0; r < bi; r++) {
+        int i = i0 + r;
+        float *row = S + (size_t)r * (size_t)nc;
+        int lo = first_key(i, window) - c0, hi = i - c0; /* visible columns [lo, hi] */
+        float mx = -FLT_MAX;
+        for (int j = lo; j <= hi; j++)
+            if (row[j] > mx) mx = row[j];
+        float sum = 0;
+        for (int j = lo; j <= hi; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < lo; j++) row[j] = 0;
+        for (int j = lo; j <= hi; j++) row[j] *= inv;
+        for (int j = hi + 1; j < nc; j++) row[j] = 0;
+    }
+}
+
+void tops_attn_fwd(const float *q, size_t ldq, const float *k, const float *v, size_t ldkv, float *o, size_t ldo,
+                   int T, int64_t hd, int64_t window, float scale, float *scratch) {
+    for (int i0 = 0; i0 < T; i0 += TOPS_ATTN_BLOCK) {
+        int bi = T - i0 < TOPS_ATTN_BLOCK ? T - i0 : TOPS_ATTN_BLOCK;
+        int c0 = first_key(i0, window), nc = i0 + bi - c0;
+        float *S = scratch;
+        tops_gemm(0, 1, (size_t)bi, (size_t)nc, (size_t)hd, scale, q + (size_t)i0 * ldq, ldq, k + (size_t)c0 * ldkv,
+                  ldkv, 0.0f, S, (size_t)nc);
+        block_softmax(S, i0, bi, c0, nc, window);
+        tops_gemm(0, 0, (size_t)bi, (size_t)hd, (size_t)nc, 1.0f, S, (size_t)nc, v + (size_t)c0 * ldkv, ldkv, 0.0f,
+                  o + (size_t)i0 * ldo, ldo);
+    }
+}
+
+void tops_attn_bwd(const float *q, size_t ldq, const float *k, const float *v, size_t ldkv, const float *dout,
+                   size_t lddo, float *dq, size_t lddq, float *dk, float *dv, size_t lddkv, int T, int64_t hd,
+                   int64_t window, float scale, float *scratch) {
+    float *P = scratch, *dS = scratch + (size_t)TOPS_ATTN_BLOCK * (size_t)T;
+    for (int i0 = 0; i0 < T; i0 += TOPS_ATTN_BLOCK) {
+        int bi = T - i0 < TOPS_ATTN_BLOCK ? T - i0 : TOPS_ATTN_BLOCK;
+        int c0 = first_key(i0, window), nc = i0 + bi - c0;
+        size_t ncs = (size_t)nc;
+        tops_gemm(0, 1, (size_t)bi, ncs, (size_t)hd, scale, q + (size_t)i0 * ldq, ldq, k + (size_t)c0 * ldkv, ldkv,
+                  0.0f, P, ncs);
+        block_softmax(P, i0, bi, c0, nc, window);
+        /* dP = dO · Vᵀ, then dS = P ⊙ (dP − Σ_j P dP) · scale */
+        tops_gemm(0, 1, (size_t)bi, ncs, (size_t)hd, 1.0f, dout + (size_t)i0 * lddo, lddo, v + (size_t)c0 * ldkv, ldkv,
+                  0.0f, dS, ncs);
+        for (int r = 0; r < bi; r++) {
+            float *pr = P + (size_t)r * ncs, *dr = dS + (size_t)r * ncs;
+            double D = 0;
+            for (int j = 0; j < nc; j++) D += (double)pr[j] * dr[j];
+            float Df = (float)D;
+            for (int j = 0; j < nc; j++) dr[j] = pr[j] * (dr[j] - Df) * scale;
+        }
+        tops_gemm(0, 0, (size_t)bi, (size_t)hd, ncs, 1.0f, dS, ncs, k + (size_t)c0 * ldkv, ldkv, 0.0f,
+                  dq + (size_t)i0 * lddq, lddq);
+        tops_gemm(1, 0, ncs, (size_t)hd, (size_t)bi, 1.0f, dS, ncs, q + (size_t)i0 * ldq, ldq, 1.0f,
+                  dk + (size_t)c0 * lddkv, lddkv);
+        tops_gemm(1, 0, ncs, (size_t)hd, (size_t)bi, 1.0f, P, ncs, dout + (size_t)i0 * lddo, lddo, 1.0f,
+                  dv + (size_t)c0 * lddkv, lddkv);
+    }
+}
+
+/* ---- activations ----------------------------------------------------------------------------------- */
+
+#define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
+
+float tops_act(llmops_act_kind k, float x) {
+    switch (k) {
+    case LLMOPS_ACT_SILU: return x / (1.0f + expf(-x));
+    case LLMOPS_ACT_GELU: return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    case LLMOPS_ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(GELU_C * (x + 0.044715f * x * x * x)));
+    case LLMOPS_ACT_RELU: return x > 0 ? x : 0;
+    }
+    return x;
+}
+
+float tops_act_grad(llmops_act_kind k, float x) {
+    switch (k) {
+    case LLMOPS_ACT_SILU: {
+        float s = 1.0f / (1.0f + expf(-x));
+        return s * (1.0f + x * (1.0f - s));
+    }
+    case LLMOPS_ACT_GELU:
+        return 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+    case LLMOPS_ACT_GELU_TANH: {
+        float t = tanhf(GELU_C * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+    case LLMOPS_ACT_RELU: return x > 0 ? 1.0f : 0.0f;
+    }
+    return 1.0f;
+}
+
+/* ---- cross-entropy ---------------------------------------------------------------------------------- */
+
+double tops_ce_row(float *logits, int64_t V, int32_t target, float scale, int grad) {
+    float mx = -FLT_MAX, lt = logits[target];
+    for (int64_t j = 0; j < V; j++)
+        if (logits[j] > mx) mx = logits[j];
+    double sum = 0;
+    if (grad) {
+        for (int64_t j = 0; j < V; j++) {
+            float e = expf(logits[j] - mx);
+            logits[j] = e;
+            sum += e;
+        }
+        float f = (float)(scale / sum);
+        for (int64_t j = 0; j < V; j++) logits[j] *= f;
+        logits[target] -= scale;
+    } else {
+        for (int64_t j = 0; j < V; j++) sum += expf(logits[j] - mx);
+    }
+    return log(sum) + (double)mx - (double)lt;
+}
