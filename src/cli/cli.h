@@ -33,6 +33,8 @@ int cmd_tokenizer(int argc, char **argv);
 void usage_tokenizer(FILE *out);
 int cmd_vdb(int argc, char **argv);
 void usage_vdb(FILE *out);
+int cmd_finetune(int argc, char **argv);
+void usage_finetune(FILE *out);
 
 /* 1 when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

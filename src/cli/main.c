@@ -26,6 +26,7 @@ static const cli_command k_commands[] = {
     {"tokenize", "split text into the token ids of a model's tokenizer", cmd_tokenize, usage_tokenize},
     {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
     {"tokenizer", "train a byte-level BPE tokenizer on a corpus", cmd_tokenizer, usage_tokenizer},
+    {"finetune", "fine-tune a model (LoRA, QLoRA, full) or train one from scratch, from a YAML file", cmd_finetune, usage_finetune},
     {"vdb", "the vector database: collections, add, query, filters, backup", cmd_vdb, usage_vdb},
     {"version", "print the version", cmd_version, usage_version},
 };
