@@ -276,6 +276,7 @@ void llmops_context_free(llmops_context *ctx) {
     llmops_free(ctx->v);
     llmops_free(ctx->out);
     llmops_free(ctx->out_index);
+    lora_ctx_free(ctx);
     float *bufs[] = {ctx->x, ctx->h, ctx->q, ctx->kk, ctx->vv, ctx->att, ctx->ff1, ctx->ff2, ctx->scores, ctx->wtmp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llmops_free(bufs[i]);
     llmops_free(ctx);
@@ -381,6 +382,7 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         if (L->wqkv.data) {
             float *qkv = ctx->ff1; /* (n, qd + 2 kvd) */
             linear(ctx, &L->wqkv, &L->bqkv, ctx->h, n, qkv);
+            if (ctx->n_lora) lora_apply(ctx, l, LW_QKV, ctx->h, n, qkv);
             size_t w = qd + 2 * kvd;
             for (size_t t = 0; t < n; t++) {
                 memcpy(q + t * qd, qkv + t * w, qd * sizeof(float));
@@ -393,6 +395,11 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             linear(ctx, &L->wq, &L->bq, ctx->h, n, q);
             linear(ctx, &L->wk, &L->bk, ctx->h, n, ctx->kk);
             linear(ctx, &L->wv, &L->bv, ctx->h, n, ctx->vv);
+        }
+        if (ctx->n_lora && !L->wqkv.data) {
+            lora_apply(ctx, l, LW_Q, ctx->h, n, q);
+            lora_apply(ctx, l, LW_K, ctx->h, n, ctx->kk);
+            lora_apply(ctx, l, LW_V, ctx->h, n, ctx->vv);
         }
         if (a->pos == LLMOPS_POS_ROPE)
             for (size_t t = 0; t < n; t++) {
@@ -414,6 +421,7 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         if (work >= (1u << 15)) llmops_threadpool_parallel_for(ctx->pool, n * (size_t)a->n_heads, 1, attend_range, &J);
         else attend_range(&J, 0, n * (size_t)a->n_heads, 0);
         linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->h);
+        if (ctx->n_lora) lora_apply(ctx, l, LW_O, ctx->att, n, ctx->h);
         for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
         if (bert) {
             memcpy(ctx->h, ctx->x, n * d * sizeof(float));
@@ -426,13 +434,18 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         if (a->gated_ffn && n == 1)
             linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
         else linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
+        if (a->gated_ffn && n > 1) linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
+        if (ctx->n_lora) {
+            lora_apply(ctx, l, LW_UP, ctx->h, n, ctx->ff1);
+            if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, n, ctx->ff2);
+        }
         if (a->gated_ffn) {
-            if (n > 1) linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
             for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
         } else {
             for (size_t i = 0; i < n * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
         }
         linear(ctx, &L->w_down, &L->b_down, ctx->ff1, n, ctx->h);
+        if (ctx->n_lora) lora_apply(ctx, l, LW_DOWN, ctx->ff1, n, ctx->h);
         for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
         if (bert) {
             memcpy(ctx->h, ctx->x, n * d * sizeof(float));

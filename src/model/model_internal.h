@@ -65,6 +65,11 @@ struct llmops_context {
     /* scratch, sized for n_batch tokens */
     float *x, *h, *q, *kk, *vv, *att, *ff1, *ff2, *scores, *wtmp;
     uint32_t scratch_tokens;
+    /* LoRA adapters applied after the adapted products (src/model/lora.c) */
+    const struct llmops_adapter **lora;
+    float *lora_scale;         /* the user's scale of each                     */
+    float *lora_tmp;           /* (scratch_tokens, largest rank)               */
+    size_t n_lora;
 };
 
 /* Attention inner loops (src/model/attn_kernels.c): SIMD when the CPU has it. */
@@ -88,5 +93,18 @@ typedef struct {
     float *y;
 } mm_part;
 void mm_matvec_multi(const mm_part *parts, size_t n_parts, size_t cols, const float *x, llmops_threadpool *pool);
+
+/* LoRA (src/model/lora.c): the adapted weights of a layer, by kind. */
+enum { LW_Q = 0, LW_K, LW_V, LW_QKV, LW_O, LW_GATE, LW_UP, LW_DOWN, LW_N };
+/* Y (n × out) += Σ adapters: scale · (X Aᵀ) Bᵀ for weight `kind` of `layer`; X is n × in. */
+void lora_apply(llmops_context *ctx, int layer, int kind, const float *X, size_t n, float *Y);
+void lora_ctx_free(llmops_context *ctx);
+/* "blk.N.attn_q.weight" → layer N, LW_Q; 0 when the name is no adaptable weight. */
+int lora_kind_parse(const char *name, int *layer, int *kind);
+const char *lora_kind_name(int kind);
+/* Permutes the rows of a rows × cols F32 matrix between Hugging Face's rotate-half order and
+ * llama.cpp's interleaved pairs (to_gguf = 1: HF → llama.cpp). 0 on success, -1 on a bad head
+ * split, -2 out of memory. */
+int lora_permute_rows(float *w, int64_t rows, int64_t cols, int64_t n_head, int to_gguf);
 
 #endif
