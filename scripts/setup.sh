@@ -18,6 +18,19 @@ PKGS=(
   libcurl4-openssl-dev              # http(s):// and s3:// dataset sources
 )
 
+# s3rver (npm): a local S3 server for the s3:// dataset tests, which skip without it.
+install_s3rver() {
+  command -v s3rver >/dev/null 2>&1 && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: no npm, so no s3rver (the S3 tests will skip)"
+    return 0
+  fi
+  local sudo=
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: npm install -g s3rver"
+  $sudo npm install -g s3rver@3 >/dev/null || echo "setup: s3rver install failed (the S3 tests will skip)"
+}
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +38,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup: all ${#PKGS[@]} packages present"
+  install_s3rver
   exit 0
 fi
 
@@ -33,3 +47,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "setup: installing ${missing[*]}"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_s3rver
