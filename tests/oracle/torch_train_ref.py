@@ -50,7 +50,8 @@ CLI (every subcommand prints its results; files are float32 safetensors)
   train --model HF_DIR --init INIT.safetensors --batch BATCH.json --steps N --out FINAL.safetensors
         end-to-end: N steps of zero_grad / forward-backward on the batch / clip / AdamW step.
         Prints "loss s X" (unscaled sum), "lr s X", "norm s X".
-  lr [schedule options] --steps N   prints the schedule's lr for steps 0..N-1.
+  lr [schedule options] --steps N   prints "lr STEP X" for steps 0..N-1; with lists
+        (--schedule constant,linear,cosine --warmup 0,4) "lr-KIND-WARMUP STEP X" for each.
 
 Schedule/optimizer options: --lr 1e-3 --schedule constant|linear|cosine --min-lr 0 --warmup 0
   --total-steps N --beta1 0.9 --beta2 0.999 --eps 1e-8 --weight-decay 0 --clip 0 (<=0: off).
@@ -691,13 +692,23 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("lr", help="print the schedule")
     add_opt(p)
+    p.set_defaults(schedule="constant", warmup="0")
+    for act in p._actions:           # lists here: --schedule linear,cosine --warmup 0,4
+        if act.dest in ("schedule", "warmup"):
+            act.choices, act.type = None, str
     p.add_argument("--steps", type=int, required=True)
 
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     if a.cmd == "lr":
-        for s in range(a.steps):
-            print(f"lr {s} {fmt(lr_at(a.schedule, a.lr, a.min_lr, a.warmup, a.total_steps or a.steps, s))}")
+        kinds, warms = a.schedule.split(","), [int(w) for w in str(a.warmup).split(",")]
+        for k in kinds:
+            if k not in ("constant", "linear", "cosine"):
+                die(f"schedule {k!r}")
+            for w in warms:
+                key = "lr" if len(kinds) == 1 and len(warms) == 1 else f"lr-{k}-{w}"
+                for s in range(a.steps):
+                    print(f"{key} {s} {fmt(lr_at(k, a.lr, a.min_lr, w, a.total_steps or a.steps, s))}")
         return 0
     dtype = torch.float64 if a.dtype == "float64" else torch.float32
 
