@@ -116,6 +116,13 @@ float llmops_adapter_scaling(const llmops_adapter *a);
 const llmops_train_tensor *llmops_adapter_tensors(const llmops_adapter *a, size_t *n);
 
 /*
+ * Writes a loaded adapter as a PEFT folder or a GGUF LoRA file (format
+ * conversion). The scaling is kept: alpha is written as scaling · r.
+ */
+llmops_status llmops_adapter_save(const llmops_adapter *a, llmops_adapter_format format, const char *path, int out_type,
+                                  llmops_error *err);
+
+/*
  * The adapters ctx applies from its next decode: y = W x + Σ scales[i] ·
  * llmops_adapter_scaling(a[i]) · B (A x) for every adapted weight. scales may
  * be NULL (all 1). n = 0 restores the base model. The adapters must belong

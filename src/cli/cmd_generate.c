@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "llmops/adapter.h"
 #include "llmops/chat_template.h"
 #include "llmops/fileio.h"
 #include "llmops/generate.h"
@@ -14,7 +15,8 @@ void usage_generate(FILE *out) {
     fprintf(out,
             "usage: llmops generate -m MODEL [-p PROMPT | -f FILE | --chat MESSAGES.json] [-n N] [--temp T]\n"
             "                       [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-            "                       [--threads N] [--ctx N] [--stop TEXT]... [--chat-template NAME] [--no-bos]\n\n"
+            "                       [--threads N] [--ctx N] [--stop TEXT]... [--chat-template NAME] [--no-bos]\n"
+            "                       [--lora ADAPTER [--lora-scale S]]...\n\n"
             "Streams generated text to stdout; prompt and generation speed go to stderr.\n"
             "MODEL is a GGUF file, a Hugging Face folder or a llama2.c checkpoint.\n\n"
             "options:\n"
@@ -29,7 +31,10 @@ void usage_generate(FILE *out) {
             "  --repeat-penalty R   (default 1 = off)       --seed S (default 0x5eed)\n"
             "  --threads N          (default: physical cores)  --ctx N  KV cache size (default: model, max 4096)\n"
             "  --stop TEXT          stop when TEXT appears (repeatable)\n"
-            "  --no-bos             do not add the BOS token\n");
+            "  --no-bos             do not add the BOS token\n"
+            "  --lora ADAPTER       apply a LoRA adapter: a PEFT folder (adapter_config.json +\n"
+            "                       adapter_model.safetensors) or a llama.cpp GGUF LoRA file (repeatable)\n"
+            "  --lora-scale S       scale of the preceding --lora (default 1)\n");
 }
 
 static int print_piece(void *user, const char *text, size_t len, int32_t token, const llmops_sample_result *r) {
@@ -49,7 +54,7 @@ static int parse_num(const char *s, double *out) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    enum { O_TEMP = 1000, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_THREADS, O_CTX, O_STOP, O_CHAT, O_TMPL, O_NOBOS };
+    enum { O_TEMP = 1000, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_THREADS, O_CTX, O_STOP, O_CHAT, O_TMPL, O_NOBOS, O_LORA, O_LORA_SCALE };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
                                          {"file", required_argument, 0, 'f'},      {"n-predict", required_argument, 0, 'n'},
                                          {"temp", required_argument, 0, O_TEMP},   {"top-k", required_argument, 0, O_TOPK},
@@ -58,10 +63,15 @@ int cmd_generate(int argc, char **argv) {
                                          {"seed", required_argument, 0, O_SEED},   {"threads", required_argument, 0, O_THREADS},
                                          {"ctx", required_argument, 0, O_CTX},     {"stop", required_argument, 0, O_STOP},
                                          {"chat", required_argument, 0, O_CHAT},   {"chat-template", required_argument, 0, O_TMPL},
-                                         {"no-bos", no_argument, 0, O_NOBOS},      {0, 0, 0, 0}};
+                                         {"no-bos", no_argument, 0, O_NOBOS},      {"lora", required_argument, 0, O_LORA},
+                                         {"lora-scale", required_argument, 0, O_LORA_SCALE}, {0, 0, 0, 0}};
     const char *model = NULL, *prompt = "", *file = NULL, *chat = NULL, *tmpl_name = NULL;
     const char *stops[16];
     size_t n_stops = 0;
+    enum { MAX_LORA = 16 };
+    const char *loras[MAX_LORA];
+    float lora_scales[MAX_LORA];
+    size_t n_lora = 0;
     llmops_gen_params gp;
     llmops_gen_params_init(&gp);
     llmops_context_params cp;
@@ -76,6 +86,16 @@ int cmd_generate(int argc, char **argv) {
         case O_CHAT: chat = optarg; break;
         case O_TMPL: tmpl_name = optarg; break;
         case O_NOBOS: gp.add_special = 0; break;
+        case O_LORA:
+            if (n_lora == MAX_LORA) return cli_usage_error("generate", "at most %d --lora adapters", MAX_LORA);
+            loras[n_lora] = optarg;
+            lora_scales[n_lora++] = 1.0f;
+            break;
+        case O_LORA_SCALE:
+            if (!n_lora) return cli_usage_error("generate", "--lora-scale applies to a preceding --lora");
+            if (!parse_num(optarg, &v)) return cli_usage_error("generate", "'%s' is not a number", optarg);
+            lora_scales[n_lora - 1] = (float)v;
+            break;
         case O_STOP:
             if (n_stops == 16) return cli_usage_error("generate", "at most 16 --stop strings");
             stops[n_stops++] = optarg;
@@ -109,8 +129,18 @@ int cmd_generate(int argc, char **argv) {
     llmops_buf rendered;
     llmops_buf_init(&rendered, 1u << 26);
     llmops_chat_template *tmpl = NULL;
+    llmops_adapter *adapters[MAX_LORA] = {0};
     int r = 0;
     if (llmops_model_load(model, NULL, &m, &err) || llmops_context_create(m, &cp, &ctx, &err)) {
+        r = cli_fail("%s", err.msg);
+        goto done;
+    }
+    for (size_t i = 0; i < n_lora; i++)
+        if (llmops_adapter_load(m, loras[i], &adapters[i], &err)) {
+            r = cli_fail("%s", err.msg);
+            goto done;
+        }
+    if (n_lora && llmops_context_set_adapters(ctx, adapters, lora_scales, n_lora, &err)) {
         r = cli_fail("%s", err.msg);
         goto done;
     }
@@ -168,6 +198,7 @@ done:
     llmops_buf_free(&rendered);
     llmops_free(text);
     llmops_context_free(ctx);
+    for (size_t i = 0; i < n_lora; i++) llmops_adapter_free(adapters[i]);
     llmops_model_free(m);
     return r;
 }

@@ -27,6 +27,8 @@ static const cli_command k_commands[] = {
     {"detokenize", "turn token ids back into text", cmd_detokenize, usage_detokenize},
     {"tokenizer", "train a byte-level BPE tokenizer on a corpus", cmd_tokenizer, usage_tokenizer},
     {"finetune", "fine-tune a model (LoRA, QLoRA, full) or train one from scratch, from a YAML file", cmd_finetune, usage_finetune},
+    {"merge", "merge LoRA adapters into a base model (GGUF or Hugging Face folder)", cmd_merge, usage_merge},
+    {"adapter-convert", "convert a LoRA adapter between PEFT and llama.cpp GGUF", cmd_adapter_convert, usage_adapter_convert},
     {"vdb", "the vector database: collections, add, query, filters, backup", cmd_vdb, usage_vdb},
     {"version", "print the version", cmd_version, usage_version},
 };

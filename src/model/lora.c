@@ -489,6 +489,8 @@ int llmops_adapter_rank(const llmops_adapter *a) { return a->rank; }
 size_t llmops_adapter_n_weights(const llmops_adapter *a) { return a->n_ts / 2; }
 float llmops_adapter_scaling(const llmops_adapter *a) { return a->scaling; }
 
+const llmops_model *lora_adapter_model(const llmops_adapter *a) { return a->m; }
+
 const llmops_train_tensor *llmops_adapter_tensors(const llmops_adapter *a, size_t *n) {
     *n = a->n_ts;
     return a->ts;

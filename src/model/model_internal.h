@@ -102,6 +102,8 @@ void lora_ctx_free(llmops_context *ctx);
 /* "blk.N.attn_q.weight" → layer N, LW_Q; 0 when the name is no adaptable weight. */
 int lora_kind_parse(const char *name, int *layer, int *kind);
 const char *lora_kind_name(int kind);
+/* The model an adapter was loaded for. */
+const llmops_model *lora_adapter_model(const struct llmops_adapter *a);
 /* Permutes the rows of a rows × cols F32 matrix between Hugging Face's rotate-half order and
  * llama.cpp's interleaved pairs (to_gguf = 1: HF → llama.cpp). 0 on success, -1 on a bad head
  * split, -2 out of memory. */

@@ -365,6 +365,21 @@ llmops_status llmops_adapter_export(const llmops_adapter_export_params *p, const
     return st;
 }
 
+llmops_status llmops_adapter_save(const llmops_adapter *a, llmops_adapter_format format, const char *path, int out_type,
+                                  llmops_error *err) {
+    const llmops_model *m = lora_adapter_model(a);
+    size_t nt;
+    const llmops_train_tensor *ts = llmops_adapter_tensors(a, &nt);
+    llmops_adapter_export_params ep;
+    llmops_adapter_export_params_init(&ep);
+    ep.arch = llmops_model_arch(m);
+    ep.rope_neox = m->rope_neox; /* the factors are in the model's row order */
+    ep.rank = llmops_adapter_rank(a);
+    ep.alpha = llmops_adapter_scaling(a) * (float)ep.rank;
+    ep.out_type = out_type;
+    return llmops_adapter_export(&ep, ts, nt, format, path, err);
+}
+
 /* ---- merge ------------------------------------------------------------------------------ */
 
 void llmops_merge_params_init(llmops_merge_params *p) { p->out_type = -1; }
