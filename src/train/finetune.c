@@ -805,7 +805,7 @@ static llmops_status export_all(ft_run *r, llmops_error *err) {
         ep.rank = (int)c->lora.rank;
         ep.alpha = (float)c->lora.alpha;
         ep.dropout = (float)c->lora.dropout;
-        ep.targets = llmops_trainer_get_params(r->t)->lora_targets;
+        ep.targets = 0; /* from the tensors */
         ep.base_model = c->output.name ? c->output.name : c->model.path;
         ep.out_type = out_type;
         size_t n = llmops_trainer_n_tensors(r->t);
