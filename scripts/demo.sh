@@ -62,5 +62,20 @@ for f in "$M/stories260K.bin" "$OUT/stories260K.f32.gguf" "$OUT/stories260K.f16.
     $L perplexity -m "$f" -f "$OUT/eval.txt" --ctx 64 2>/dev/null
 done
 
-step "done: outputs in $OUT"
+step "9. fine-tune: LoRA on stories260K with the bundled WikiSQL sample (examples/lora-stories.yaml)"
+# validation loss before and after, checkpoints, PEFT + GGUF adapters, metrics.jsonl
+rm -rf runs/lora-stories
+$L finetune examples/lora-stories.yaml
+first 3 tail -n 2 runs/lora-stories/metrics.jsonl
+
+step "10. generate with the adapter: the model now writes SQL for a held-out question"
+Q=$(printf 'table: 1-10015132-11\ncolumns: Player, No., Nationality, Position, Years in Toronto, School/Club Team\nQ: What position does the player who played for butler cc (ks) play?\nA: ')
+echo "-- base model:"
+$L generate -m "$M/stories260K.bin" --temp 0 -n 40 -p "$Q" 2>/dev/null
+echo
+echo "-- with runs/lora-stories/adapter:"
+$L generate -m "$M/stories260K.bin" --lora runs/lora-stories/adapter --temp 0 -n 40 -p "$Q" 2>/dev/null
+echo
+
+step "done: outputs in $OUT and runs/lora-stories"
 ls -la "$OUT"
