@@ -108,7 +108,7 @@ static int model_permuted(const llmops_model *m) {
 /* ---- collecting factor pairs from a file ---------------------------------------------------- */
 
 typedef struct {
-    char base[96];      /* llama.cpp weight name, "blk.0.attn_q.weight"      */
+    char base[88];      /* llama.cpp weight name, "blk.0.attn_q.weight" (+ ".lora_a" fits a tensor name) */
     char fa[160], fb[160]; /* names in the file, for messages               */
     float *a, *b;
     int64_t ar, ac, br, bc;

@@ -51,7 +51,7 @@ static int hf_module(const llmops_arch *a, const char *gguf_name, char *out, siz
     for (size_t k = 0; k < n_names; k++) {
         int layer;
         if (!conv_match(names[k].gguf, gguf_name, &layer)) continue;
-        char hf[160];
+        char hf[128];
         conv_format(names[k].hf, layer, hf, sizeof hf);
         size_t n = strlen(hf);
         if (n < 7 || strcmp(hf + n - 7, ".weight")) return 0;
