@@ -791,6 +791,63 @@ static int wants(const ft_run *r, const char *what, int dflt) {
     return 0;
 }
 
+static llmops_status copy_file(const char *from, const char *to, llmops_error *err) {
+    char *data = NULL;
+    size_t len = 0;
+    llmops_status st = llmops_file_read_all(from, (size_t)1 << 30, &data, &len, err);
+    if (st) return st;
+    st = llmops_file_write_atomic(to, data, len, err);
+    llmops_free(data);
+    return st;
+}
+
+/*
+ * A Hugging Face folder needs its tokenizer files beside the weights: copy them from the
+ * tokenizer the run used (model.tokenizer, or the base model's folder, or the tokenizer.bin /
+ * tok<N>.bin beside a llama2.c checkpoint) under the names the loaders look for.
+ */
+static llmops_status copy_tokenizer_files(ft_run *r, const char *out, llmops_error *err) {
+    static const char *const known[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "tokenizer.model", "vocab.json", "merges.txt", "tokenizer.bin"};
+    const char *src = r->job->c.model.tokenizer ? r->job->c.model.tokenizer : r->job->c.model.path;
+    char from[2200], to[2200];
+    if (!src) return LLMOPS_OK;
+    if (llmops_path_is_dir(src)) {
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+            snprintf(from, sizeof from, "%s/%s", src, known[i]);
+            snprintf(to, sizeof to, "%s/%s", out, known[i]);
+            llmops_status st;
+            if (llmops_path_is_file(from) && (st = copy_file(from, to, err))) return st;
+        }
+        return LLMOPS_OK;
+    }
+    size_t n = strlen(src);
+    const char *name = NULL;
+    if (r->job->c.model.tokenizer) {
+        /* an explicit tokenizer file: keep a known name, else name it by its kind */
+        const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+        for (size_t i = 0; i < sizeof known / sizeof known[0] && !name; i++)
+            if (!strcmp(base, known[i])) name = known[i];
+        if (!name && n > 4 && !strcmp(src + n - 4, ".bin")) name = "tokenizer.bin";
+        if (!name && n > 6 && !strcmp(src + n - 6, ".model")) name = "tokenizer.model";
+        if (!name && n > 5 && !strcmp(src + n - 5, ".json")) name = "tokenizer.json";
+        if (!name) return LLMOPS_OK; /* a GGUF vocabulary: the folder stays without one */
+        snprintf(to, sizeof to, "%s/%s", out, name);
+        return copy_file(src, to, err);
+    }
+    /* a llama2.c checkpoint: its vocabulary lies beside it */
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", src);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(from, sizeof from, "%s/tokenizer.bin", dir);
+    if (!llmops_path_is_file(from)) snprintf(from, sizeof from, "%s/tok%lld.bin", dir, (long long)r->arch.vocab_size);
+    if (!llmops_path_is_file(from)) return LLMOPS_OK;
+    snprintf(to, sizeof to, "%s/tokenizer.bin", out);
+    return copy_file(from, to, err);
+}
+
 static llmops_status export_all(ft_run *r, llmops_error *err) {
     const ft_cfg *c = &r->job->c;
     llmops_status st;
@@ -852,6 +909,7 @@ static llmops_status export_all(ft_run *r, llmops_error *err) {
         llmops_convert_opts co;
         llmops_convert_opts_init(&co);
         if ((st = llmops_convert(path, out, &co, err))) return st;
+        if ((st = copy_tokenizer_files(r, out, err))) return st;
     }
     return LLMOPS_OK;
 }

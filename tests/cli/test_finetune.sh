@@ -172,6 +172,48 @@ check "full fine-tuning lowers the validation loss and writes a GGUF the engine 
 import json, sys; r = json.load(sys.stdin); assert r['val_loss_last'] < r['val_loss_first'] - 0.3, r\" && \
      $LLMOPS generate -m '$W/full/model.gguf' --temp 0 -n 8 -p 'table: ' >/dev/null 2>&1"
 
+# from scratch: a tiny Llama defined in the YAML, exported as GGUF and as a Hugging Face folder
+cat >"$W/scratch.yaml" <<EOF
+model:
+  tokenizer: $ROOT/models/stories260K/tok512.bin
+method: scratch
+architecture:
+  family: llama
+  hidden_size: 32
+  layers: 2
+  heads: 4
+  kv_heads: 2
+  context: 128
+data:
+  train: [$D/train.jsonl]
+  validation: [$D/valid.jsonl]
+  seq_len: 64
+  pack: true
+training:
+  max_steps: 12
+  batch_size: 4
+  lr: 1e-2
+  threads: 1
+eval:
+  max_rows: 16
+output:
+  dir: $W/scratch
+  export: [model_gguf, model_hf]
+EOF
+check "a model trained from scratch learns and runs in the engine from GGUF and HF exports" sh -c \
+    "$LLMOPS finetune '$W/scratch.yaml' --json --quiet | $PY -c \"
+import json, sys; r = json.load(sys.stdin); assert r['val_loss_last'] < r['val_loss_first'] - 0.5, r\" && \
+     a=\$($LLMOPS generate -m '$W/scratch/model.gguf' --temp 0 -n 12 -p 'table: ' 2>/dev/null) && \
+     b=\$($LLMOPS generate -m '$W/scratch/model-hf' --temp 0 -n 12 -p 'table: ' 2>/dev/null) && \
+     test -n \"\$a\" && test \"\$a\" = \"\$b\""
+
+# early stopping: with lr 0 the validation loss never improves after the first pass
+cfg early 50 ""
+sed -i -e 's/lr: 3e-3/lr: 0.0/' -e 's/  every: 0/  every: 1\n  early_stopping_patience: 2/' "$W/early.yaml"
+check "early stopping ends a run whose validation loss stops improving" sh -c \
+    "$LLMOPS finetune '$W/early.yaml' --json --quiet | $PY -c \"
+import json, sys; r = json.load(sys.stdin); assert r['early_stopped'] and r['steps'] == 2, r\""
+
 # broken configs and data
 printf 'model:\n  path: %s\ndata:\n  train: [%s/train.jsonl]\ntraining:\n  lr: fast\noutput:\n  dir: %s/x\n' "$M" "$D" "$W" >"$W/bad1.yaml"
 check_fails "a wrong type names file:line:column and the key" "bad1.yaml:6:7: training.lr" \
