@@ -18,6 +18,10 @@ LoRA factors of weight W are "W.lora_a" [r, in] and "W.lora_b" [out, r]:
 Rows of q/k are in Hugging Face order (rotate-half RoPE); --rope-layout interleaved permutes
 the base q/k rows as llama.cpp's converter does and rotates adjacent pairs (a GGUF-loaded llama).
 
+--base-gguf FILE.gguf (logits, grads, train): the frozen values come from a GGUF file with
+the same tensor names (a quantized base: Q8_0/Q4_0 dequantized exactly), the config from --model;
+with --base-gguf-linear-only only the blocks' weight matrices (QLoRA: embeddings/lm_head kept).
+
 Numerics: float64 by default (--dtype float32 to match the C engine's precision); the base
 weights are the file's values exactly (F16/BF16 upcast).
 
@@ -41,6 +45,7 @@ CLI (every subcommand prints its results; files are float32 safetensors)
         ignored, each row starts at position 0. loss = loss_scale * sum of cross-entropies.
         Writes d loss / d tensor for every tensor of TRAINABLE (same names and shapes), with
         metadata loss_sum (unscaled sum), n_counted; prints "loss_sum X" and "n_counted N".
+        --logits-out F.safetensors: the logits [n_seq*seq_len, vocab] too (tensor "logits").
   adamw --init INIT.safetensors --grads G1.safetensors [--grads G2 ...] --out FINAL.safetensors
         [schedule and optimizer options below]
         step s (0-based) sets p.grad = Gs (raw gradient), clip_grad_norm_(max_norm), then
@@ -80,7 +85,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import torch_ref as tr  # noqa: E402
-from modelfile import SafetensorsFile, SafetensorsFolder  # noqa: E402
+from modelfile import GGUFFile, SafetensorsFile, SafetensorsFolder, dequantize  # noqa: E402
 
 torch.set_grad_enabled(True)   # torch_ref switches autograd off globally on import
 
@@ -212,6 +217,35 @@ class TrainModel:
         if c.rope_layout is not None:
             self.inv_freq, self.attn_factor = tr.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling, c.max_pos)
         self.lora_dropout = 0.0
+
+    def use_gguf_base(self, path: str, linear_only: bool = False) -> None:
+        """Frozen values from a GGUF file with the same tensors (e.g. quantized by the engine): each
+        base tensor is replaced by the file's tensor of that name, dequantized exactly (Q8_0, Q4_0,
+        F16, BF16, F32). llama/mistral q/k rows in GGUF are permuted (llama.cpp's converter):
+        kept with --rope-layout interleaved, un-permuted for neox. linear_only: only the blocks'
+        weight matrices (QLoRA as bitsandbytes does it: nn.Linear layers quantized, embeddings and
+        lm_head kept)."""
+        g = GGUFFile(path)
+        try:
+            permuted = self.cfg.model_type in ("llama", "mistral")
+            for name in list(self.base):
+                if linear_only and not (name.startswith("blk.") and name.endswith(".weight")
+                                        and self.base[name].dim() == 2):
+                    continue
+                info = g.tensor_info(name)
+                if info is None:
+                    die(f"{path}: no tensor {name!r}")
+                a = dequantize(info.type_name, g.tensor_bytes(info), info.np_shape)
+                t = torch.tensor(np.asarray(a, dtype=np.float64), dtype=self.dtype)
+                if tuple(t.shape) != tuple(self.base[name].shape):
+                    die(f"{path}: {name} has shape {list(t.shape)}, the model {list(self.base[name].shape)}")
+                m = re.fullmatch(r"blk\.\d+\.attn_([qk])\.(weight|bias)", name)
+                if permuted and m and self.rope_layout == "half":
+                    heads = self.cfg.n_heads if m.group(1) == "q" else self.cfg.n_kv_heads
+                    t = tr.unpermute_rows_from_interleaved(t, heads).contiguous()
+                self.base[name] = t
+        finally:
+            g.close()
 
     # -- parameters --
     def get(self, name: str) -> torch.Tensor:
@@ -614,6 +648,9 @@ def add_common(p, model=True):
     if model:
         p.add_argument("--model", required=True)
         p.add_argument("--rope-layout", choices=("neox", "interleaved"), default="neox")
+        p.add_argument("--base-gguf", help="frozen tensor values from this GGUF (dequantized), config from --model")
+        p.add_argument("--base-gguf-linear-only", action="store_true",
+                       help="take only the blocks' weight matrices from --base-gguf (QLoRA)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
 
 
@@ -672,6 +709,7 @@ def main(argv=None) -> int:
     add_train(p)
     p.add_argument("--batch", required=True)
     p.add_argument("--loss-scale", type=float)
+    p.add_argument("--logits-out", help="also write the logits [n_seq*seq_len, vocab] as tensor 'logits'")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("adamw", help="AdamW on given gradients")
@@ -718,6 +756,8 @@ def main(argv=None) -> int:
         return 0
     if a.cmd in ("logits", "merge"):
         m = TrainModel(a.model, dtype, a.rope_layout)
+        if a.base_gguf:
+            m.use_gguf_base(a.base_gguf, a.base_gguf_linear_only)
         for spec in a.adapter:
             d, s = parse_adapter(spec)
             load_peft(m, d, s)
@@ -755,11 +795,17 @@ def main(argv=None) -> int:
 
     # grads / train
     m = TrainModel(a.model, dtype, a.rope_layout)
+    if a.base_gguf:
+        m.use_gguf_base(a.base_gguf, a.base_gguf_linear_only)
     init, _ = read_st(a.init)
     named = m.attach_trainable(init, a.alpha, a.rank)
     check_targets(m, [n for n, _, _ in named], a.expect_targets, a.expect_full)
     toks, tg, ls = load_batch(a.batch, a.loss_scale)
     if a.cmd == "grads":
+        if a.logits_out:
+            with torch.no_grad():
+                lg = m.forward(toks)
+            write_st(a.logits_out, {"logits": lg.reshape(-1, lg.shape[-1])})
         loss, cnt = m.loss_sum(toks, tg)
         (loss * ls).backward()
         out = {}

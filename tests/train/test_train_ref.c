@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../unit/test.h"
+#include "llmops/convert.h"
 #include "llmops/model.h"
 #include "llmops/safetensors.h"
 #include "llmops/train.h"
@@ -223,11 +224,15 @@ static int compare_file(llmops_trainer *t, int which, const char *path, double r
 }
 
 typedef struct ref_case {
-    const char *arch, *size, *extra; /* make_random_model options            */
+    const char *arch, *size, *extra; /* make_random_model options                                   */
     llmops_train_method method;
-    unsigned targets;                 /* LoRA                                  */
-    const char *expect;               /* --expect-targets / NULL = --expect-full */
+    unsigned targets;                 /* LoRA                                                         */
+    const char *expect;               /* --expect-targets / NULL = --expect-full                      */
     int recompute;
+    const char *gguf;                 /* NULL: the engine loads the HF folder; "f32": its GGUF conversion;
+                                         a quantize recipe: the quantized GGUF (QLORA: the HF folder, and
+                                         the oracle's frozen values come from llmops_quantize_model)       */
+    int accumulate;                   /* the batch as two micro-batches into the same accumulators    */
 } ref_case;
 
 #define ALL_LLAMA                                                                                          \
@@ -237,12 +242,49 @@ typedef struct ref_case {
 #define RANK 4
 #define ALPHA 8.0f
 
-static llmops_status make_trainer(const ref_case *c, const char *dir, llmops_model **m, llmops_trainer **t,
+static int is_permuted_arch(const char *arch) {
+    return strcmp(arch, "llama") == 0 || strcmp(arch, "llama3") == 0 || strcmp(arch, "mistral") == 0;
+}
+
+static llmops_dtype quant_type(const char *recipe) {
+    if (strcmp(recipe, "q4_0") == 0) return LLMOPS_DTYPE_Q4_0;
+    if (strcmp(recipe, "q4_k") == 0) return LLMOPS_DTYPE_Q4_K;
+    return LLMOPS_DTYPE_Q8_0;
+}
+
+/* The file the engine loads (dir or a GGUF made from it) and the oracle's extra options for it. */
+static llmops_status model_files(const ref_case *c, const char *dir, char *load, size_t nload, char *oargs,
+                                 size_t noargs, llmops_error *err) {
+    snprintf(load, nload, "%s", dir);
+    oargs[0] = '\0';
+    if (!c->gguf) return LLMOPS_OK;
+    char gg[1024];
+    snprintf(gg, sizeof gg, "%s.%s.gguf", dir, c->gguf);
+    llmops_status st = strcmp(c->gguf, "f32") == 0 ? llmops_convert(dir, gg, NULL, err)
+                                                    : llmops_quantize_model(dir, gg, c->gguf, 2, err);
+    if (st) return st;
+    if (c->method == LLMOPS_TRAIN_QLORA) {
+        /* the engine re-quantizes the HF rows itself, the blocks' weight matrices only (as bitsandbytes
+         * quantizes nn.Linear layers: embeddings and lm_head stay as loaded) */
+        snprintf(oargs, noargs, "--base-gguf %s --base-gguf-linear-only", gg);
+        return LLMOPS_OK;
+    }
+    snprintf(load, nload, "%s", gg);
+    /* llama.cpp's converter permutes llama q/k rows for adjacent-pair RoPE */
+    const char *lay = is_permuted_arch(c->arch) ? "--rope-layout interleaved" : "";
+    if (strcmp(c->gguf, "f32") == 0)
+        snprintf(oargs, noargs, "%s", lay); /* the oracle permutes the HF rows itself */
+    else
+        snprintf(oargs, noargs, "%s --base-gguf %s", lay, gg);
+    return LLMOPS_OK;
+}
+
+static llmops_status make_trainer(const ref_case *c, const char *path, llmops_model **m, llmops_trainer **t,
                                   llmops_error *err) {
     llmops_model_params mp;
     llmops_model_params_init(&mp);
     mp.load_tokenizer = 0;
-    llmops_status st = llmops_model_load(dir, &mp, m, err);
+    llmops_status st = llmops_model_load(path, &mp, m, err);
     if (st) return st;
     llmops_trainer_params tp;
     llmops_trainer_params_init(&tp);
@@ -253,6 +295,7 @@ static llmops_status make_trainer(const ref_case *c, const char *dir, llmops_mod
     tp.n_threads = 2;
     tp.recompute = c->recompute;
     tp.seed = 7;
+    if (c->method == LLMOPS_TRAIN_QLORA) tp.base_type = quant_type(c->gguf);
     st = llmops_trainer_create(*m, &tp, t, err);
     if (st) {
         llmops_model_free(*m);
@@ -279,23 +322,30 @@ static int64_t randomize_lora_b(llmops_trainer *t) {
 }
 
 static void oracle_train_args(const ref_case *c, char *buf, size_t n) {
-    if (c->method == LLMOPS_TRAIN_FULL)
+    if (c->method == LLMOPS_TRAIN_FULL || c->method == LLMOPS_TRAIN_SCRATCH)
         snprintf(buf, n, "--expect-full");
     else
         snprintf(buf, n, "--alpha %g --rank %d --expect-targets %s", (double)ALPHA, RANK, c->expect);
 }
 
-/* One micro-batch: loss and every gradient against the oracle. */
+static const char *method_name(llmops_train_method m) {
+    return m == LLMOPS_TRAIN_FULL ? "full" : m == LLMOPS_TRAIN_QLORA ? "qlora" : "lora";
+}
+
+/* One micro-batch: loss, logits, eval and every gradient against the oracle. */
 static void grads_case(const ref_case *c) {
     if (!have_torch()) SKIP("python3-torch is not installed");
     const char *dir = make_model(c->arch, c->size, c->extra);
     CHECK_MSG(dir != NULL, "make_random_model.py %s failed", c->arch);
     llmops_error err = {0};
+    char load[1024], margs[1280];
+    CHECK_OK(model_files(c, dir, load, sizeof load, margs, sizeof margs, &err), err);
     llmops_model *m;
     llmops_trainer *t;
-    CHECK_OK(make_trainer(c, dir, &m, &t, &err), err);
-    CHECK(llmops_trainer_rope_neox(t) == 1 || strcmp(c->arch, "gpt2") == 0);
-    if (c->method == LLMOPS_TRAIN_LORA) {
+    CHECK_OK(make_trainer(c, load, &m, &t, &err), err);
+    if (strcmp(c->arch, "gpt2") != 0)
+        CHECK_EQ_INT(llmops_trainer_rope_neox(t), c->gguf && c->method != LLMOPS_TRAIN_QLORA && is_permuted_arch(c->arch) ? 0 : 1);
+    if (c->method != LLMOPS_TRAIN_FULL) {
         int64_t nz = randomize_lora_b(t);
         CHECK_MSG(nz == 0, "%lld nonzero LoRA B values after create (B must start at zero)", (long long)nz);
     }
@@ -305,37 +355,79 @@ static void grads_case(const ref_case *c) {
         CHECK_MSG(tt->decay == want, "%s [%lld x %lld]: decay %d", tt->name, (long long)tt->rows, (long long)tt->cols,
                   tt->decay);
     }
-    char init[1024], gpath[1024], bpath[1024], opath[1024], args[256], cmd[8192];
+    char init[1024], gpath[1024], bpath[1024], opath[1024], lpath[1024], args[256], cmd[8192];
     snprintf(init, sizeof init, "%s", test_tmpfile("init.safetensors"));
     snprintf(gpath, sizeof gpath, "%s", test_tmpfile("grads_c.safetensors"));
     snprintf(opath, sizeof opath, "%s", test_tmpfile("grads_torch.safetensors"));
+    snprintf(lpath, sizeof lpath, "%s", test_tmpfile("logits_torch.safetensors"));
     snprintf(bpath, sizeof bpath, "%s", test_tmpfile("batch.json"));
     CHECK_OK(dump_tensors(t, 0, init, &err), err);
     batch b;
-    make_batch(&b, 3, 13, llmops_model_n_vocab(m), 99);
+    int64_t vocab = llmops_model_n_vocab(m);
+    make_batch(&b, 3, 13, vocab, 99);
     double scale = 1.0 / (double)b.n_counted;
     CHECK(write_batch(&b, scale, bpath) == 0);
     llmops_trainer_zero_grad(t);
     double loss = 0;
     int64_t cnt = 0;
-    CHECK_OK(llmops_trainer_forward_backward(t, b.tokens, b.targets, b.n_seq, b.seq_len, (float)scale, &loss, &cnt, &err),
-             err);
+    if (c->accumulate) { /* rows 0-1, then row 2, into the same accumulators */
+        double l2;
+        int64_t c2;
+        int n1 = b.n_seq - 1;
+        CHECK_OK(llmops_trainer_forward_backward(t, b.tokens, b.targets, n1, b.seq_len, (float)scale, &loss, &cnt, &err),
+                 err);
+        CHECK_OK(llmops_trainer_forward_backward(t, b.tokens + n1 * b.seq_len, b.targets + n1 * b.seq_len, 1, b.seq_len,
+                                                 (float)scale, &l2, &c2, &err),
+                 err);
+        loss += l2;
+        cnt += c2;
+    } else {
+        CHECK_OK(llmops_trainer_forward_backward(t, b.tokens, b.targets, b.n_seq, b.seq_len, (float)scale, &loss, &cnt,
+                                                 &err),
+                 err);
+    }
     CHECK_OK(dump_tensors(t, 1, gpath, &err), err);
+    /* eval and logits: the same forward pass without gradients */
+    double eloss = 0;
+    int64_t ecnt = 0;
+    CHECK_OK(llmops_trainer_eval(t, b.tokens, b.targets, b.n_seq, b.seq_len, &eloss, &ecnt, &err), err);
+    size_t nlog = (size_t)(b.n_seq * b.seq_len) * (size_t)vocab;
+    float *logits = malloc(nlog * sizeof(float));
+    CHECK_OK(llmops_trainer_logits(t, b.tokens, b.n_seq, b.seq_len, logits, &err), err);
+
     oracle_train_args(c, args, sizeof args);
-    snprintf(cmd, sizeof cmd, PY " %s grads --model %s --init %s --batch %s %s --out %s", oracle_path("torch_train_ref.py"),
-             dir, init, bpath, args, opath);
+    snprintf(cmd, sizeof cmd, PY " %s grads --model %s %s --init %s --batch %s %s --logits-out %s --out %s",
+             oracle_path("torch_train_ref.py"), dir, margs, init, bpath, args, lpath, opath);
     char *out = run_cmd(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     double ref_loss = out_value(out, "loss_sum", -1), ref_cnt = out_value(out, "n_counted", -1);
     free(out);
-    char tag[128];
-    snprintf(tag, sizeof tag, "%s %s %s%s grads", c->arch, c->size, c->method == LLMOPS_TRAIN_FULL ? "full" : "lora",
-             c->recompute ? " recompute" : "");
+    char tag[160];
+    snprintf(tag, sizeof tag, "%s %s%s%s %s%s%s grads", c->arch, c->size, c->gguf ? " " : "", c->gguf ? c->gguf : "",
+             method_name(c->method), c->recompute ? " recompute" : "", c->accumulate ? " 2 micro-batches" : "");
     fprintf(stderr, "  %s: loss_sum C %.9g torch %.9g (rel %.2g), counted %lld / %g\n", tag, loss, ref_loss,
             fabs(loss - ref_loss) / fabs(ref_loss), (long long)cnt, ref_cnt);
     CHECK_EQ_INT(cnt, b.n_counted);
     CHECK_EQ_INT(cnt, (int64_t)ref_cnt);
     CHECK_MSG(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss_sum: C %.9g, PyTorch %.9g", loss, ref_loss);
+    CHECK_EQ_INT(ecnt, cnt);
+    CHECK_MSG(fabs(eloss - loss) <= 1e-6 * fabs(loss), "eval loss %.9g, forward_backward %.9g", eloss, loss);
+    {
+        llmops_safetensors *st;
+        CHECK_OK(llmops_safetensors_open(lpath, &st, &err), err);
+        const llmops_st_tensor *lt = llmops_safetensors_find(st, "logits");
+        CHECK(lt && lt->end - lt->begin == nlog * sizeof(float));
+        const float *ref = llmops_safetensors_data(st, lt);
+        double md = 0, mx = 0;
+        for (size_t i = 0; i < nlog; i++) {
+            md = fmax(md, fabs((double)logits[i] - ref[i]));
+            mx = fmax(mx, fabs(ref[i]));
+        }
+        fprintf(stderr, "  %s: logits max |diff| %.3g (max |torch| %.3g)\n", tag, md, mx);
+        CHECK_MSG(md <= 1e-5 * mx + 1e-6, "llmops_trainer_logits: max |diff| %.3g vs PyTorch (max %.3g)", md, mx);
+        llmops_safetensors_free(st);
+    }
+    free(logits);
     int bad = compare_file(t, 1, opath, 1e-4, 1e-6, 1e-12, tag, &err);
     CHECK_MSG(bad == 0, "%d gradients differ from PyTorch's (see above)", bad);
     free_batch(&b);
@@ -347,39 +439,69 @@ static const char *k_all_llama = "q,k,v,o,gate,up,down";
 static const char *k_all_gpt2 = "qkv,o,up,down";
 
 TEST(train_ref_llama_gqa_lora_grads) {
-    ref_case c = {"llama", "small", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0};
+    ref_case c = {"llama", "small", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_full_grads) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_f16_lora_recompute_grads) {
-    ref_case c = {"llama", "tiny", "--dtype f16", LLMOPS_TRAIN_LORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 1};
+    ref_case c = {"llama", "tiny", "--dtype f16", LLMOPS_TRAIN_LORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 1, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_lora_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_full_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 1};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_gpt2_lora_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_gpt2_full_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_mistral_window_lora_grads) {
-    ref_case c = {"mistral", "tiny", "--sliding-window 5", LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0};
+    ref_case c = {"mistral", "tiny", "--sliding-window 5", LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama3_full_grads) {
-    ref_case c = {"llama3", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0};
+    ref_case c = {"llama3", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
+    grads_case(&c);
+}
+
+TEST(train_ref_llama_gguf_lora_grads) {
+    /* GGUF rows permuted for adjacent-pair RoPE: the LoRA factors of q/k live in that row order */
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "f32", 0};
+    grads_case(&c);
+}
+TEST(train_ref_llama_gguf_full_grads_two_micro_batches) {
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, "f32", 1};
+    grads_case(&c);
+}
+TEST(train_ref_llama_q8_0_base_lora_grads) {
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q8_0", 0};
+    grads_case(&c);
+}
+TEST(train_ref_qwen2_q4_0_base_lora_grads) {
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q4_0", 0};
+    grads_case(&c);
+}
+TEST(train_ref_llama_qlora_q8_0_grads) {
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_QLORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 0, "q8_0", 0};
+    grads_case(&c);
+}
+TEST(train_ref_qwen2_qlora_q4_0_grads) {
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_QLORA, ALL_LLAMA, k_all_llama, 1, "q4_0", 0};
+    grads_case(&c);
+}
+TEST(train_ref_gpt2_lora_grads_two_micro_batches) {
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, LLMOPS_LORA_QKV, "qkv", 0, NULL, 1};
     grads_case(&c);
 }
 
@@ -397,10 +519,12 @@ static void adamw_case(const ref_case *c, double lr) {
     const char *dir = make_model(c->arch, c->size, c->extra);
     CHECK_MSG(dir != NULL, "make_random_model.py %s failed", c->arch);
     llmops_error err = {0};
+    char load[1024], margs[1280];
+    CHECK_OK(model_files(c, dir, load, sizeof load, margs, sizeof margs, &err), err);
     llmops_model *m;
     llmops_trainer *t;
-    CHECK_OK(make_trainer(c, dir, &m, &t, &err), err);
-    if (c->method == LLMOPS_TRAIN_LORA) randomize_lora_b(t);
+    CHECK_OK(make_trainer(c, load, &m, &t, &err), err);
+    if (c->method != LLMOPS_TRAIN_FULL) randomize_lora_b(t);
     char init[1024], bpath[1024], fpath[1024], apath[1024], epath[1024];
     snprintf(init, sizeof init, "%s", test_tmpfile("init.safetensors"));
     snprintf(bpath, sizeof bpath, "%s", test_tmpfile("batch.json"));
@@ -450,7 +574,7 @@ static void adamw_case(const ref_case *c, double lr) {
              "--eps 1e-8 --weight-decay %.17g --clip %.17g",
              lr, lr * 0.1, N_STEPS, (double)ap.beta2, (double)ap.weight_decay, clip);
     char tag[128];
-    snprintf(tag, sizeof tag, "%s %s %s adamw", c->arch, c->size, c->method == LLMOPS_TRAIN_FULL ? "full" : "lora");
+    snprintf(tag, sizeof tag, "%s %s %s adamw", c->arch, c->size, method_name(c->method));
 
     /* the optimizer alone, on the engine's gradients */
     snprintf(cmd, cmd_cap, PY " %s adamw --init %s %s %s --out %s", oracle_path("torch_train_ref.py"), init, gargs, sched,
@@ -472,8 +596,8 @@ static void adamw_case(const ref_case *c, double lr) {
     /* end to end: PyTorch's own gradients each step */
     char targs[256];
     oracle_train_args(c, targs, sizeof targs);
-    snprintf(cmd, cmd_cap, PY " %s train --model %s --init %s --batch %s %s --steps %d %s --out %s",
-             oracle_path("torch_train_ref.py"), dir, init, bpath, targs, N_STEPS, sched, epath);
+    snprintf(cmd, cmd_cap, PY " %s train --model %s %s --init %s --batch %s %s --steps %d %s --out %s",
+             oracle_path("torch_train_ref.py"), dir, margs, init, bpath, targs, N_STEPS, sched, epath);
     out = run_cmd(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     for (int s = 0; s < N_STEPS; s++) {
@@ -495,11 +619,11 @@ static void adamw_case(const ref_case *c, double lr) {
 }
 
 TEST(train_ref_llama_lora_adamw_10_steps) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
     adamw_case(&c, 1e-2);
 }
 TEST(train_ref_gpt2_full_adamw_10_steps) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
     adamw_case(&c, 1e-3);
 }
 
