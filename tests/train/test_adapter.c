@@ -241,6 +241,11 @@ static void peft_and_gguf_match_pytorch(const char *arch_name) {
     CHECK_OK(llmops_adapter_export(&ep, f.t, f.n, LLMOPS_ADAPTER_PEFT, peft, &err), err);
     CHECK_OK(llmops_adapter_export(&ep, f.t, f.n, LLMOPS_ADAPTER_GGUF, glora, &err), err);
     CHECK_OK(llmops_convert(dir, gguf, NULL, &err), err);
+    char glora16[1200];
+    snprintf(glora16, sizeof glora16, "%s.lora16.gguf", dir);
+    ep.out_type = LLMOPS_DTYPE_F16;
+    CHECK_OK(llmops_adapter_export(&ep, f.t, f.n, LLMOPS_ADAPTER_GGUF, glora16, &err), err);
+    ep.out_type = LLMOPS_DTYPE_F32;
 
     /* the PEFT layout, read back by the independent reader */
     char cmd[8192];
@@ -271,6 +276,40 @@ static void peft_and_gguf_match_pytorch(const char *arch_name) {
     CHECK_MSG(strstr(listing, "problems 0") != NULL, "the reader reports problems:\n%s", listing);
     free(listing);
 
+    /* the GGUF LoRA file, read by the independent reader: keys, ne = [in, r] / [r, out], and k's B rows
+     * in llama.cpp's permuted order (llama) or as PEFT has them (qwen2) */
+    {
+        const char *script = test_tmpfile("check_gguf_lora.py");
+        FILE *fp = fopen(script, "w");
+        CHECK(fp != NULL);
+        fprintf(fp,
+                "import sys\nimport numpy as np\nsys.path.insert(0, '%s/tests/oracle')\n"
+                "from modelfile import GGUFFile, SafetensorsFile\n"
+                "g = GGUFFile('%s')\ns = SafetensorsFile('%s/adapter_model.safetensors')\n"
+                "print('kv', g.get('general.type'), g.get('adapter.type'), g.get('adapter.lora.alpha'),"
+                " g.get('general.architecture'), 'problems', len(g.problems))\n"
+                "for t in g.tensors: print('ne', t.name, g.tensors[0].type_name, *t.ne)\n"
+                "if %d:\n"
+                "    B = s.tensor_array('base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight')\n"
+                "    G = g.tensor_array('blk.1.attn_k.weight.lora_b').reshape(B.shape)\n"
+                "    nh = %d\n"
+                "    if %d: B = B.reshape(nh, 2, B.shape[0] // nh // 2, B.shape[1]).swapaxes(1, 2).reshape(B.shape)\n"
+                "    print('k rows', 'same' if np.array_equal(G, B) else 'differ')\n",
+                test_repo_root(), glora, peft, !gpt2, (int)a.n_kv_heads, a.family == LLMOPS_ARCH_LLAMA);
+        fclose(fp);
+        snprintf(cmd, sizeof cmd, PY " %s", script);
+        char *gl = run(cmd);
+        CHECK_MSG(gl != NULL, "%s failed", cmd);
+        snprintf(want, sizeof want, "kv adapter lora 8.0 %s problems 0", arch_name);
+        CHECK_MSG(strstr(gl, want) != NULL, "'%s' missing in:\n%s", want, gl);
+        snprintf(want, sizeof want, "ne blk.0.ffn_down.weight.lora_a F32 %lld 4", (long long)a.ffn_size);
+        CHECK_MSG(strstr(gl, want) != NULL, "'%s' missing in:\n%s", want, gl);
+        snprintf(want, sizeof want, "ne blk.1.attn_output.weight.lora_b F32 4 %lld", (long long)a.hidden_size);
+        CHECK_MSG(strstr(gl, want) != NULL, "'%s' missing in:\n%s", want, gl);
+        CHECK_MSG(gpt2 || strstr(gl, "k rows same") != NULL, "k's lora_b rows:\n%s", gl);
+        free(gl);
+    }
+
     size_t n_ref, n_base, V;
     char arg[1400];
     snprintf(arg, sizeof arg, "--adapter %s", peft);
@@ -282,17 +321,20 @@ static void peft_and_gguf_match_pytorch(const char *arch_name) {
     /* every model/adapter pairing: permutations in both directions */
     struct {
         const char *model, *adapter, *what;
-    } cases[] = {{dir, peft, "HF folder + PEFT"},
-                 {gguf, glora, "GGUF + GGUF LoRA"},
-                 {gguf, peft, "GGUF + PEFT"},
-                 {dir, glora, "HF folder + GGUF LoRA"}};
-    for (size_t k = 0; k < 4; k++) {
+        double tol;
+    } cases[] = {{dir, peft, "HF folder + PEFT", 1e-4},
+                 {gguf, glora, "GGUF + GGUF LoRA", 1e-4},
+                 {gguf, peft, "GGUF + PEFT", 1e-4},
+                 {dir, glora, "HF folder + GGUF LoRA", 1e-4},
+                 {gguf, glora16, "GGUF + F16 GGUF LoRA", 1e-3}};
+    for (size_t k = 0; k < 5; k++) {
         const char *ads[1] = {cases[k].adapter};
         float *got = engine_logits(cases[k].model, ads, NULL, 1, &V, &err);
         CHECK_MSG(got != NULL, "%s: %s", cases[k].what, err.msg);
         CHECK_EQ_INT(n_ref, N_TOKS * V);
         double e = rel_err(got, ref, n_ref);
-        CHECK_MSG(e < 1e-4, "%s %s: relative max error %.3g", arch_name, cases[k].what, e);
+        CHECK_MSG(e < cases[k].tol, "%s %s: relative max error %.3g", arch_name, cases[k].what, e);
+        if (getenv("ADAPTER_TEST_VERBOSE")) fprintf(stderr, "    %s %s: %.3g\n", arch_name, cases[k].what, e);
         free(got);
     }
     /* round trip: the factors as the GGUF model holds them (permuted for llama), exported as PEFT again */
@@ -449,6 +491,7 @@ static void merge_check(const char *arch_name) {
         double e = rel_err(got, runtime, n_ref);
         CHECK_MSG(e < outs[k].tol, "%s merged%s: relative max error %.3g > %.3g", arch_name, outs[k].suffix, e,
                   outs[k].tol);
+        if (getenv("ADAPTER_TEST_VERBOSE")) fprintf(stderr, "    %s merged%s: %.3g\n", arch_name, outs[k].suffix, e);
         free(got);
     }
     /* the merged GGUF keeps the base's metadata and tokenizer; a GGUF base merges too */
