@@ -614,6 +614,8 @@ static llmops_status load_group(build *b, const char *const *src, size_t n, int6
     }
     if (!st && b->stream) st = cut_stream(b, err);
     b->stream = 0;
+    if (!st && rd.n_skipped)
+        LLMOPS_WARN("dataset: %lld bad records skipped, %lld kept", (long long)rd.n_skipped, (long long)rd.n_records);
     *skipped = rd.n_skipped;
     paths_free(&files);
     return st;

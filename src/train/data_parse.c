@@ -317,8 +317,24 @@ static llmops_status json_record(read_ctx *c, const json_t *obj, uint64_t line, 
     return LLMOPS_OK;
 }
 
+/* Parses one JSON value (the wrapper notices allocation failures jansson hides);
+ * a syntax error reads "invalid JSON at column C: what". */
+static llmops_status parse_json_value(const char *d, size_t n, json_t **out, llmops_error *err) {
+    llmops_error e = {0};
+    llmops_status st = llmops_json_parse(d, n, "json", out, &e);
+    if (st != LLMOPS_ERR_FORMAT) {
+        if (st && err) *err = e;
+        return st;
+    }
+    /* e.msg: "json:LINE:COL: text (byte N)" */
+    const char *p = strchr(e.msg, ':');
+    p = p ? strchr(p + 1, ':') : NULL;
+    long col = p ? strtol(p + 1, NULL, 10) : 0;
+    const char *text = p ? strstr(p + 1, ": ") : NULL;
+    return llmops_error_set(err, LLMOPS_ERR_FORMAT, "invalid JSON at column %ld: %s", col, text ? text + 2 : e.msg);
+}
+
 static llmops_status read_jsonl(read_ctx *c, const char *d, size_t n, llmops_error *err) {
-    llmops_json_init();
     uint64_t line = 0;
     size_t p = 0;
     while (p < n) {
@@ -330,15 +346,17 @@ static llmops_status read_jsonl(read_ctx *c, const char *d, size_t n, llmops_err
         while (b > a && (d[b - 1] == ' ' || d[b - 1] == '\t' || d[b - 1] == '\r')) b--;
         p = e + 1;
         if (a == b) continue;
-        json_error_t je;
-        json_t *obj = json_loadb(d + a, b - a, JSON_REJECT_DUPLICATES, &je);
-        if (!obj) {
-            if (strstr(je.text, "out of memory")) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
-            llmops_error inner = {0};
-            llmops_error_set(&inner, LLMOPS_ERR_FORMAT, "invalid JSON at column %d: %s", je.column, je.text);
-            llmops_status st = bad_record(c, line, 0, &inner, err);
+        json_t *obj = NULL;
+        llmops_error jerr = {0};
+        llmops_status pst = parse_json_value(d + a, b - a, &obj, &jerr);
+        if (pst == LLMOPS_ERR_FORMAT) {
+            llmops_status st = bad_record(c, line, 0, &jerr, err);
             if (st) return st;
             continue;
+        }
+        if (pst) {
+            if (err) *err = jerr;
+            return pst;
         }
         llmops_status st = json_record(c, obj, line, 0, err);
         json_decref(obj);
@@ -455,12 +473,10 @@ static llmops_status read_csv(read_ctx *c, const char *d, size_t n, llmops_error
         st = LLMOPS_OK;
         if (r->schema == LLMOPS_DATA_SCHEMA_CHAT) { /* the column holds a JSON array */
             json_decref(msgs_json);
-            json_error_t je;
-            msgs_json = json_loadb(ex.s[DATA_F_MESSAGES], ex.n[DATA_F_MESSAGES], JSON_REJECT_DUPLICATES, &je);
-            if (!msgs_json)
-                st = llmops_error_set(&inner, LLMOPS_ERR_FORMAT, "field \"%s\": invalid JSON at column %d: %s",
-                                      r->names[DATA_F_MESSAGES], je.column, je.text);
-            else st = json_messages(c, msgs_json, r->names[DATA_F_MESSAGES], &ex.n_msgs, &inner);
+            msgs_json = NULL;
+            st = parse_json_value(ex.s[DATA_F_MESSAGES], ex.n[DATA_F_MESSAGES], &msgs_json, &inner);
+            if (st == LLMOPS_ERR_FORMAT) llmops_error_prefix(&inner, "field \"%s\": ", r->names[DATA_F_MESSAGES]);
+            if (!st) st = json_messages(c, msgs_json, r->names[DATA_F_MESSAGES], &ex.n_msgs, &inner);
             ex.msgs = c->msgs;
         }
         if (!st) st = c->fn(c->user, &ex, &inner);
@@ -493,7 +509,11 @@ static llmops_status read_text(read_ctx *c, const char *d, size_t n, llmops_erro
         size_t e = hit ? (size_t)(hit - d) : n;
         /* documents need NUL termination for the example */
         llmops_free(doc);
-        doc = llmops_strndup(d + p, e - p);
+        doc = llmops_malloc(e - p + 1); /* not strndup: the text may hold NUL bytes */
+        if (doc) {
+            memcpy(doc, d + p, e - p);
+            doc[e - p] = '\0';
+        }
         if (!doc) {
             st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
             break;

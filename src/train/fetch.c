@@ -236,14 +236,15 @@ static void curl_init_once(void) {
 
 typedef struct {
     llmops_buf *body;
-    int over;
+    llmops_status st; /* LIMIT (over the cap) or NOMEM when the write stopped the transfer */
 } sink;
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *user) {
     sink *s = user;
     size_t n = size * nmemb;
-    if (llmops_buf_append(s->body, ptr, n, NULL) != LLMOPS_OK) {
-        s->over = 1;
+    llmops_status st = llmops_buf_append(s->body, ptr, n, NULL);
+    if (st != LLMOPS_OK) {
+        s->st = st;
         return 0; /* aborts the transfer */
     }
     return n;
@@ -272,17 +273,18 @@ static void s3_error_code(const llmops_buf *b, char *code, size_t cap) {
 
 /* One GET with extra headers; the body goes to `body` (capped by its max). */
 static llmops_status http_get(const char *url, const char *shown, struct curl_slist *hdrs, long timeout_s,
-                              llmops_buf *body, llmops_error *err) {
+                              int follow, llmops_buf *body, llmops_error *err) {
     CURL *c = curl_easy_init();
     if (!c) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: curl_easy_init failed", shown);
     char cerr[CURL_ERROR_SIZE] = "";
-    sink s = {body, 0};
+    sink s = {body, LLMOPS_OK};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    /* signed S3 requests are not replayed to wherever a redirect points */
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
@@ -292,8 +294,9 @@ static llmops_status http_get(const char *url, const char *shown, struct curl_sl
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
-    if (s.over)
+    if (s.st == LLMOPS_ERR_LIMIT)
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "%s: larger than the cap of %zu bytes", shown, body->max);
+    if (s.st) return llmops_error_set(err, s.st, "%s: out of memory after %zu bytes", shown, body->len);
     if (rc != CURLE_OK)
         return llmops_error_set(err, LLMOPS_ERR_IO, "%s: %s", shown, cerr[0] ? cerr : curl_easy_strerror(rc));
     if (code >= 400) {
@@ -396,7 +399,7 @@ static llmops_status s3_get(const char *url, const llmops_fetch_params *p, llmop
             hl = n;
         }
     }
-    if (!st) st = http_get(full.data, url, hl, p->timeout_s, body, err);
+    if (!st) st = http_get(full.data, url, hl, p->timeout_s, 0, body, err);
     curl_slist_free_all(hl);
     llmops_buf_free(&endpoint);
     llmops_buf_free(&path);
@@ -450,7 +453,7 @@ llmops_status llmops_fetch(const char *url, const llmops_fetch_params *p, char *
     llmops_buf_init(&body, max);
     llmops_status st;
     if (!strncasecmp(url, "s3://", 5)) st = s3_get(url, p, &body, err);
-    else st = http_get(url, url, NULL, p->timeout_s, &body, err);
+    else st = http_get(url, url, NULL, p->timeout_s, 1, &body, err);
     if (!st && cpath) {
         st = llmops_mkdirs(p->cache_dir, err);
         if (!st) st = llmops_file_write_atomic(cpath, body.data ? body.data : "", body.len, err);

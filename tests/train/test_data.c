@@ -12,6 +12,7 @@
 #include "base/json.h"
 #include "llmops/alloc.h"
 #include "llmops/chat_template.h"
+#include "llmops/log.h"
 #include "llmops/tokenizer.h"
 #include "llmops/train_data.h"
 #include "train/data_internal.h"
@@ -792,4 +793,55 @@ TEST(data_reader_allocation_failures) {
             CHECK(nth < 1000);
         }
     }
+}
+
+/* Every allocation of a whole load may fail: the load fails cleanly (no leak) or succeeds. */
+TEST(data_load_allocation_failures) {
+    llmops_tokenizer *t = stories_tok();
+    CHECK(t);
+    const char *a = test_tmpfile("a.jsonl"), *c = test_tmpfile("c.csv"), *h = test_tmpfile("h.jsonl");
+    CHECK(write_file(a, "{\"instruction\": \"Say hi.\", \"input\": \"x\", \"output\": \"Hi!\"}\n{\"bad\n"
+                        "{\"instruction\": \"Go.\", \"output\": \"Gone.\"}\n"));
+    CHECK(write_file(c, "instruction,input,output\n\"Add\",\"1, 2\",\"3\"\n"));
+    CHECK(write_file(h, "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+                        "\"content\": \"Hello.\"}]}\n"));
+    const char *srcs[][2] = {{a, c}, {h, NULL}};
+    llmops_log_set_level(LLMOPS_LOG_ERROR);
+    long iterations = 0;
+    for (int k = 0; k < 2; k++) {
+        llmops_data_params p;
+        llmops_data_params_init(&p);
+        p.seq_len = 48;
+        p.pack = k == 0;
+        p.val_ratio = k == 0 ? 0.3 : 0;
+        p.max_logged = 0;
+        p.chat_template = k ? "llama2" : NULL;
+        for (long nth = 0;; nth++) {
+            long live = llmops_alloc_live();
+            llmops_error err = {0};
+            llmops_dataset *ds = NULL;
+            llmops_alloc_fail_nth(nth);
+            llmops_status st = llmops_dataset_load(srcs[k], k ? 1 : 2, t, NULL, &p, &ds, &err);
+            int fired = llmops_alloc_failure_fired();
+            llmops_alloc_fail_nth(-1);
+            int64_t skipped = -1;
+            if (st == LLMOPS_OK) {
+                CHECK(ds);
+                skipped = llmops_dataset_stats(ds, LLMOPS_SPLIT_TRAIN).n_skipped;
+                llmops_dataset_free(ds);
+            } else {
+                CHECK(ds == NULL && err.msg[0]);
+            }
+            CHECK_MSG(llmops_alloc_live() == live, "leak after failing allocation %ld (%s)", nth, err.msg);
+            iterations++;
+            if (!fired) {
+                CHECK_OK(st, err);
+                CHECK_EQ_INT(skipped, 1 - k);
+                break;
+            }
+            CHECK(nth < 20000);
+        }
+    }
+    CHECK(iterations > 100);
+    llmops_tokenizer_free(t);
 }
