@@ -845,3 +845,83 @@ TEST(data_load_allocation_failures) {
     CHECK(iterations > 100);
     llmops_tokenizer_free(t);
 }
+
+/* A real chat vocabulary (Phi-3: SentencePiece with <|user|>, <|assistant|>, <|end|> as
+ * control tokens) and its own template: each trained run is the assistant content
+ * followed by the end-of-turn token, and the row is the tokenization of jinja2's text. */
+TEST(data_chat_phi3_vocab_trains_end_of_turn) {
+    const char *vocab = test_asset("tokenizers/llama.cpp-vocab/ggml-vocab-phi-3.gguf");
+    if (!vocab) SKIP("ggml-vocab-phi-3.gguf asset absent");
+    if (system(PYTHON " -c 'import jinja2' >/dev/null 2>&1") != 0) SKIP("python3-jinja2 missing");
+    char vp[4096];
+    snprintf(vp, sizeof vp, "%s", vocab);
+    llmops_tokenizer *t = NULL;
+    llmops_error err = {0};
+    CHECK_OK(llmops_tokenizer_load(vp, &t, &err), err);
+    const char *tmpl = llmops_tokenizer_chat_template(t);
+    if (!tmpl) {
+        llmops_tokenizer_free(t);
+        SKIP("the phi-3 vocabulary carries no chat template");
+    }
+    size_t n;
+    const char *eot = llmops_tokenizer_token_text(t, llmops_tokenizer_eot(t), &n);
+    char eot_s[64], bos_s[64], eos_s[64];
+    snprintf(eot_s, sizeof eot_s, "%.*s", (int)n, eot);
+    const char *bos = llmops_tokenizer_token_text(t, llmops_tokenizer_bos(t), &n);
+    snprintf(bos_s, sizeof bos_s, "%.*s", (int)n, bos);
+    const char *eos = llmops_tokenizer_token_text(t, llmops_tokenizer_eos(t), &n);
+    snprintf(eos_s, sizeof eos_s, "%.*s", (int)n, eos);
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"What is 2+2?\"}, {\"role\": \"assistant\", \"content\": "
+                       "\"It is 4.\"}, {\"role\": \"user\", \"content\": \"And 3+3?\"}, {\"role\": \"assistant\", "
+                       "\"content\": \"Six.\"}]";
+    const char *path = test_tmpfile("phi.jsonl"), *tpath = test_tmpfile("phi.jinja"), *cpath = test_tmpfile("phi.json");
+    char line[2048], ctx[2048];
+    snprintf(line, sizeof line, "{\"messages\": %s}\n", msgs);
+    snprintf(ctx, sizeof ctx, "[{\"messages\": %s, \"bos_token\": \"%s\", \"eos_token\": \"%s\"}]", msgs, bos_s, eos_s);
+    CHECK(write_file(path, line) && write_file(tpath, tmpl) && write_file(cpath, ctx));
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, PYTHON " '%s/tests/tokenizer/render_jinja.py' '%s' '%s'", test_repo_root(), tpath, cpath);
+    char *out = run_capture(cmd);
+    CHECK(out);
+    json_error_t je;
+    json_t *res = json_loads(out, 0, &je);
+    free(out);
+    const char *rendered = json_string_value(json_object_get(json_array_get(res, 0), "ok"));
+    CHECK_MSG(rendered, "jinja2 did not render the phi-3 template");
+
+    llmops_data_params p;
+    llmops_data_params_init(&p);
+    p.seq_len = 128;
+    llmops_dataset *ds = load1(path, t, &p, &err);
+    CHECK_MSG(ds, "%s", err.msg);
+    int32_t tk[128], tg[128];
+    CHECK_OK(llmops_dataset_row(ds, LLMOPS_SPLIT_TRAIN, 0, tk, tg, NULL, &err), err);
+    llmops_tokens want = {0};
+    size_t bl = strlen(bos_s);
+    if (llmops_tokenizer_add_bos(t) && strncmp(rendered, bos_s, bl) != 0)
+        CHECK_OK(llmops_tokens_push(&want, llmops_tokenizer_bos(t), &err), err);
+    CHECK_OK(llmops_tokenize(t, rendered, strlen(rendered), LLMOPS_TOKENIZE_PARSE_SPECIAL, &want, &err), err);
+    CHECK(want.n < 128);
+    for (size_t i = 0; i < want.n; i++) CHECK_EQ_INT(tk[i], want.ids[i]);
+    const char *contents[] = {"It is 4.", "Six."};
+    size_t i = 0;
+    for (int a = 0; a < 2; a++) {
+        while (i < 127 && tg[i] < 0) i++;
+        int32_t run[128];
+        size_t m = 0;
+        while (i < 127 && tg[i] >= 0) run[m++] = tg[i++];
+        CHECK_MSG(m > 0, "no trained run for assistant turn %d", a);
+        CHECK_EQ_INT(run[m - 1], llmops_tokenizer_eot(t));
+        char *got = decode(t, run, m, 0);
+        char w[256];
+        snprintf(w, sizeof w, "%s%s", contents[a], eot_s);
+        CHECK_EQ_STR(got, w);
+        free(got);
+    }
+    while (i < 127 && tg[i] < 0) i++;
+    CHECK_EQ_INT(i, 127);
+    llmops_tokens_free(&want);
+    json_decref(res);
+    llmops_dataset_free(ds);
+    llmops_tokenizer_free(t);
+}
