@@ -296,7 +296,8 @@ static llmops_status make_trainer(const ref_case *c, const char *path, llmops_mo
     tp.recompute = c->recompute;
     tp.seed = 7;
     if (c->method == LLMOPS_TRAIN_QLORA) tp.base_type = quant_type(c->gguf);
-    st = llmops_trainer_create(*m, &tp, t, err);
+    st = c->method == LLMOPS_TRAIN_SCRATCH ? llmops_trainer_create_scratch(llmops_model_arch(*m), &tp, t, err)
+                                            : llmops_trainer_create(*m, &tp, t, err);
     if (st) {
         llmops_model_free(*m);
         *m = NULL;
@@ -329,7 +330,7 @@ static void oracle_train_args(const ref_case *c, char *buf, size_t n) {
 }
 
 static const char *method_name(llmops_train_method m) {
-    return m == LLMOPS_TRAIN_FULL ? "full" : m == LLMOPS_TRAIN_QLORA ? "qlora" : "lora";
+    return m == LLMOPS_TRAIN_FULL ? "full" : m == LLMOPS_TRAIN_QLORA ? "qlora" : m == LLMOPS_TRAIN_SCRATCH ? "scratch" : "lora";
 }
 
 /* One micro-batch: loss, logits, eval and every gradient against the oracle. */
@@ -345,7 +346,31 @@ static void grads_case(const ref_case *c) {
     CHECK_OK(make_trainer(c, load, &m, &t, &err), err);
     if (strcmp(c->arch, "gpt2") != 0)
         CHECK_EQ_INT(llmops_trainer_rope_neox(t), c->gguf && c->method != LLMOPS_TRAIN_QLORA && is_permuted_arch(c->arch) ? 0 : 1);
-    if (c->method != LLMOPS_TRAIN_FULL) {
+    if (c->method == LLMOPS_TRAIN_SCRATCH) {
+        /* weights N(0, 0.02), norms 1, biases 0, attn_output / ffn_down N(0, 0.02 / sqrt(2 layers)) */
+        double n_layers = (double)llmops_trainer_arch(t)->n_layers;
+        for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+            llmops_train_tensor *tt = llmops_trainer_tensor(t, i);
+            int64_t n = tt->rows * tt->cols;
+            const char *nm = tt->name;
+            size_t ln = strlen(nm);
+            double s1 = 0, s2 = 0;
+            for (int64_t j = 0; j < n; j++) {
+                s1 += tt->w[j];
+                s2 += (double)tt->w[j] * tt->w[j];
+            }
+            double mean = s1 / (double)n, sd = sqrt(s2 / (double)n - mean * mean);
+            if (ln > 11 && strcmp(nm + ln - 11, "norm.weight") == 0) {
+                CHECK_MSG(mean == 1.0 && sd == 0.0, "scratch %s: mean %g sd %g, want all 1", nm, mean, sd);
+            } else if (ln > 5 && strcmp(nm + ln - 5, ".bias") == 0) {
+                CHECK_MSG(s2 == 0.0, "scratch %s: want all 0", nm);
+            } else {
+                double want = strstr(nm, "attn_output") || strstr(nm, "ffn_down") ? 0.02 / sqrt(2.0 * n_layers) : 0.02;
+                CHECK_MSG(fabs(sd - want) <= 0.05 * want && fabs(mean) <= 5.0 * want / sqrt((double)n),
+                          "scratch %s: mean %.3g sd %.4g, want N(0, %.4g)", nm, mean, sd, want);
+            }
+        }
+    } else if (c->method != LLMOPS_TRAIN_FULL) {
         int64_t nz = randomize_lora_b(t);
         CHECK_MSG(nz == 0, "%lld nonzero LoRA B values after create (B must start at zero)", (long long)nz);
     }
@@ -517,6 +542,15 @@ TEST(train_ref_gpt2_lora_grads_two_micro_batches) {
     grads_case(&c);
 }
 
+TEST(train_ref_gpt2_scratch_grads) {
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0};
+    grads_case(&c);
+}
+TEST(train_ref_qwen2_scratch_grads) {
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0};
+    grads_case(&c);
+}
+
 /* ---- AdamW ------------------------------------------------------------------------ */
 
 #define N_STEPS 10
@@ -589,8 +623,8 @@ static void adamw_case(const ref_case *c, double lr) {
     snprintf(tag, sizeof tag, "%s %s %s adamw", c->arch, c->size, method_name(c->method));
 
     /* the optimizer alone, on the engine's gradients */
-    snprintf(cmd, cmd_cap, PY " %s adamw --init %s %s %s --out %s", oracle_path("torch_train_ref.py"), init, gargs, sched,
-             apath);
+    snprintf(cmd, cmd_cap, PY " %s adamw --moments --init %s %s %s --out %s", oracle_path("torch_train_ref.py"), init, gargs,
+             sched, apath);
     char *out = run_cmd(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     for (int s = 0; s < N_STEPS; s++) {
@@ -604,6 +638,36 @@ static void adamw_case(const ref_case *c, double lr) {
     /* each AdamW update moves an element by about lr; float32 arithmetic vs float64 */
     int bad = compare_file(t, 0, apath, 1e-6, 0, 1e-4 * sum_lr, tag, &err);
     CHECK_MSG(bad == 0, "%d tensors off PyTorch's AdamW trajectory on the same gradients (see above)", bad);
+    {   /* the moments (exp_avg, exp_avg_sq) */
+        llmops_safetensors *st;
+        CHECK_OK(llmops_safetensors_open(apath, &st, &err), err);
+        double worst = 0;
+        const char *wname = "-";
+        for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+            llmops_train_tensor *tt = llmops_trainer_tensor(t, i);
+            for (int k = 0; k < 2; k++) {
+                char nm[128];
+                snprintf(nm, sizeof nm, "%s.adam_%c", tt->name, k ? 'v' : 'm');
+                const llmops_st_tensor *r = llmops_safetensors_find(st, nm);
+                CHECK_MSG(r && r->end - r->begin == (uint64_t)(tt->rows * tt->cols) * 4, "no %s from the oracle", nm);
+                const float *ref = llmops_safetensors_data(st, r);
+                const float *mine = k ? llmops_adamw_v(opt, i) : llmops_adamw_m(opt, i);
+                double md = 0, mx = 0;
+                for (int64_t j = 0; j < tt->rows * tt->cols; j++) {
+                    md = fmax(md, fabs((double)mine[j] - ref[j]));
+                    mx = fmax(mx, fabs(ref[j]));
+                }
+                double ratio = md / (1e-5 * mx + 1e-30);
+                if (!(ratio <= worst)) {
+                    worst = ratio;
+                    wname = tt->name;
+                }
+                CHECK_MSG(md <= 1e-5 * mx + 1e-30, "%s: max |diff| %.3g, max |torch| %.3g", nm, md, mx);
+            }
+        }
+        fprintf(stderr, "  %s: moments m, v within %.2f of tol (1e-5 rel; worst %s)\n", tag, worst, wname);
+        llmops_safetensors_free(st);
+    }
 
     /* end to end: PyTorch's own gradients each step */
     char targs[256];
