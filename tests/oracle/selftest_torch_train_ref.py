@@ -14,7 +14,9 @@
 (e) PEFT: adapter logits == merged-folder logits (torch_ref), DIR:0.5 twice == DIR once,
     GPT-2 Conv1D (fan_in_fan_out) delta by hand, rslora / alpha_pattern scales
 (f) --rope-layout interleaved (llama.cpp-permuted q/k rows) gives the same logits as neox
-(g) the CLI writes what the library computes (grads, adamw, train)
+(g) the CLI writes what the library computes (grads, adamw, train, lr lists, --logits-out)
+(h) --base-gguf: a GGUF with llama.cpp's permuted q/k rows gives the HF logits (neox and
+    interleaved); Q8_0 tensors are dequantized; --base-gguf-linear-only leaves embeddings
 """
 
 from __future__ import annotations
@@ -369,6 +371,75 @@ def test_cli(models, tmp):
     check(max(maxdiff(t1[n], t2[n]) for n in init) < 1e-7, "train step == grads + adamw step")
     losses = [float(x) for x in meta["losses"].split(",")]
     check(len(losses) == 2 and losses[1] < losses[0], f"train: loss goes down {losses}")
+    lp = os.path.join(tmp, "logits.safetensors")
+    run_cli("grads", "--model", d, "--init", ip, "--batch", bp, "--alpha", "4", "--out", gp, "--logits-out", lp)
+    lg, _ = ttr.read_st(lp)
+    m2 = ttr.TrainModel(d, torch.float64)
+    m2.attach_trainable(init, 4.0, None)
+    with torch.no_grad():
+        want = m2.forward(torch.tensor(TOKS)).reshape(-1, m2.cfg.vocab_size)
+    check(lg["logits"].shape == tuple(want.shape) and maxdiff(lg["logits"], want) < 1e-6, "--logits-out")
+    text = run_cli("lr", "--schedule", "linear,cosine", "--warmup", "0,2", "--lr", "1", "--min-lr", "0.5",
+                   "--total-steps", "6", "--steps", "8")
+    got = {}
+    for line in text.strip().split("\n"):
+        k, st, v = line.split()
+        got[(k, int(st))] = float(v)
+    check(len(got) == 32 and all(got[(f"lr-{k}-{w}", st)] == ttr.lr_at(k, 1.0, 0.5, w, 6, st)
+                                 for k in ("linear", "cosine") for w in (0, 2) for st in range(8)), "lr lists")
+
+
+def q8_0_roundtrip(a: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """ggml's reference Q8_0: blocks of 32 along the row, d = amax / 127 (stored f16), q = round(x / d)."""
+    x = np.asarray(a, dtype=np.float32).reshape(-1, 32)
+    d = np.abs(x).max(axis=1) / 127.0
+    inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1), 0.0)
+    q = np.round(x * inv[:, None]).astype(np.int8)
+    d16 = d.astype(np.float16)
+    blocks = np.zeros(x.shape[0], dtype=np.dtype([("d", "<f2"), ("qs", "i1", 32)]))
+    blocks["d"], blocks["qs"] = d16, q
+    return blocks.tobytes(), (d16.astype(np.float32)[:, None] * q.astype(np.float32)).reshape(a.shape)
+
+
+def test_base_gguf(models, tmp):
+    print("[h] --base-gguf")
+    import refbuild
+    d = models["llama"]
+    m = ttr.TrainModel(d, torch.float64)
+    H, KV = m.cfg.n_heads, m.cfg.n_kv_heads
+    f32, q8, deq = [], [], {}
+    for name, t in m.base.items():
+        a = t.numpy().astype(np.float32)
+        mm = name.split(".")
+        if len(mm) == 4 and mm[2] in ("attn_q", "attn_k"):
+            a = tr.permute_rows_for_interleaved(torch.from_numpy(a), H if mm[2] == "attn_q" else KV).numpy()
+        ne = list(reversed(a.shape))
+        f32.append((name, "F32", np.ascontiguousarray(a), ne))
+        if a.ndim == 2:
+            raw, dq = q8_0_roundtrip(a)
+            q8.append((name, "Q8_0", raw, ne))
+            deq[name] = dq
+        else:
+            q8.append((name, "F32", np.ascontiguousarray(a), ne))
+    g1, g2 = os.path.join(tmp, "base_f32.gguf"), os.path.join(tmp, "base_q8.gguf")
+    refbuild.write_gguf(g1, [], f32)
+    refbuild.write_gguf(g2, [], q8)
+    with torch.no_grad():
+        want = m.forward(torch.tensor(TOKS))
+        for lay in ("neox", "interleaved"):
+            m2 = ttr.TrainModel(d, torch.float64, lay)
+            m2.use_gguf_base(g1)
+            check(maxdiff(m2.forward(torch.tensor(TOKS)), want) < 1e-10, f"F32 GGUF, permuted rows, {lay}")
+        m3 = ttr.TrainModel(d, torch.float64, "interleaved")
+        m3.use_gguf_base(g2)
+        check(all(np.array_equal(m3.base[n].numpy(), deq[n]) for n in deq), "Q8_0 dequantized as ggml's reference")
+        m4 = ttr.TrainModel(d, torch.float64, "interleaved")
+        m4.use_gguf_base(g2, linear_only=True)
+        check(np.array_equal(m4.base["token_embd.weight"].numpy(), m.base["token_embd.weight"].numpy())
+              and np.array_equal(m4.base["blk.1.ffn_up.weight"].numpy(), deq["blk.1.ffn_up.weight"]),
+              "linear-only keeps the embedding, takes the blocks' matrices")
+        lq = m3.forward(torch.tensor(TOKS))
+        check(0 < maxdiff(lq, want) < 0.05, f"Q8_0 base changes the logits a little ({maxdiff(lq, want):.1e})")
 
 
 def main() -> int:
@@ -385,6 +456,7 @@ def main() -> int:
         test_peft(models, tmp)
         test_rope_layout(models)
         test_cli(models, tmp)
+        test_base_gguf(models, tmp)
     print(f"{N_PASS} passed, {N_FAIL} failed")
     return 1 if N_FAIL else 0
 
