@@ -333,8 +333,8 @@ static const char *method_name(llmops_train_method m) {
     return m == LLMOPS_TRAIN_FULL ? "full" : m == LLMOPS_TRAIN_QLORA ? "qlora" : m == LLMOPS_TRAIN_SCRATCH ? "scratch" : "lora";
 }
 
-/* One micro-batch: loss, logits, eval and every gradient against the oracle. */
-static void grads_case(const ref_case *c) {
+/* One micro-batch of n_seq rows of seq_len tokens: loss, logits, eval and every gradient against the oracle. */
+static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
     if (!have_torch()) SKIP("python3-torch is not installed");
     const char *dir = make_model(c->arch, c->size, c->extra);
     CHECK_MSG(dir != NULL, "make_random_model.py %s failed", c->arch);
@@ -389,7 +389,7 @@ static void grads_case(const ref_case *c) {
     CHECK_OK(dump_tensors(t, 0, init, &err), err);
     batch b;
     int64_t vocab = llmops_model_n_vocab(m);
-    make_batch(&b, 3, 13, vocab, 99);
+    make_batch(&b, n_seq, seq_len, vocab, 99);
     double scale = 1.0 / (double)b.n_counted;
     CHECK(write_batch(&b, scale, bpath) == 0);
     llmops_trainer_zero_grad(t);
@@ -472,6 +472,10 @@ static void grads_case(const ref_case *c) {
     llmops_model_free(m);
 }
 
+static void grads_case(const ref_case *c) {
+    grads_case_ex(c, 3, 13);
+}
+
 static const char *k_all_llama = "q,k,v,o,gate,up,down";
 static const char *k_all_gpt2 = "qkv,o,up,down";
 
@@ -549,6 +553,16 @@ TEST(train_ref_gpt2_scratch_grads) {
 TEST(train_ref_qwen2_scratch_grads) {
     ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0};
     grads_case(&c);
+}
+
+/* longer rows (several attention tiles, a window well inside the row), one sequence */
+TEST(train_ref_mistral_long_rows_full_grads) {
+    ref_case c = {"mistral", "tiny", "--sliding-window 37", LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0};
+    grads_case_ex(&c, 1, 150);
+}
+TEST(train_ref_gpt2_long_rows_lora_grads) {
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0};
+    grads_case_ex(&c, 2, 97);
 }
 
 /* ---- AdamW ------------------------------------------------------------------------ */
