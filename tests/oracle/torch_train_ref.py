@@ -512,7 +512,10 @@ def make_adapter(m: TrainModel, out: str, rank: int, alpha: float, targets: str,
                 mod = f"transformer.h.{i}.{inv[s]}"
             else:
                 mod = f"model.layers.{i}.{'self_attn' if s.startswith('attn') else 'mlp'}.{inv[s]}"
-            mods.append(inv[s].split(".")[-1])
+            short = inv[s].split(".")[-1]
+            # GPT-2's "c_proj" names attn.c_proj and mlp.c_proj alike (PEFT matches name suffixes)
+            both_proj = {"attn_output", "ffn_down"} <= set(stems)
+            mods.append(inv[s] if m.gpt2 and short == "c_proj" and not both_proj else short)
             A = rng.standard_normal((rank, W.shape[1])).astype(np.float32) / math.sqrt(W.shape[1])
             B = (0.02 * rng.standard_normal((W.shape[0], rank))).astype(np.float32)
             tens[f"base_model.model.{mod}.lora_A.weight"] = A
