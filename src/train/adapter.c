@@ -244,7 +244,7 @@ static llmops_status export_peft(const llmops_adapter_export_params *p, xpair *x
     }
     if ((st = llmops_st_writer_write(w, path, err))) goto done;
     cfg = json_object();
-    json_t *tm = target_modules(a, p->targets ? p->targets : kinds);
+    json_t *tm = target_modules(a, kinds);
     int bad = !cfg || !tm;
     if (!bad) {
 #define SET(k, v) bad |= json_object_set_new(cfg, k, v)
