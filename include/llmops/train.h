@@ -90,7 +90,16 @@ typedef struct llmops_train_tensor {
 
 typedef struct llmops_trainer llmops_trainer;
 
-/* A trainer over a loaded decoder (method LORA, QLORA or FULL). The model must outlive it. */
+/*
+ * A trainer over a loaded decoder (method LORA, QLORA or FULL). The model must outlive it.
+ * LORA/QLORA train only the factors: embeddings, norms, biases and the LM head stay frozen.
+ * Fused q|k|v (GPT-2's attn_qkv) takes a LoRA pair when any of Q, K, V or QKV is targeted;
+ * QKV on separate projections targets all three. Targets a model lacks (gate on GPT-2) are skipped.
+ * QLORA re-quantizes the tensors llmops_quantize_model converts — every layer linear, the token
+ * embedding and an untied output (not the position table) — to base_type into trainer-owned
+ * buffers; rows that do not split into its blocks use Q8_0 (rows of 32s) or F16.
+ * BERT and other encoders are UNSUPPORTED.
+ */
 llmops_status llmops_trainer_create(const llmops_model *m, const llmops_trainer_params *p, llmops_trainer **out,
                                     llmops_error *err);
 /* A trainer for a new model of architecture `a` (method SCRATCH): weights N(0, 0.02), norms 1,
@@ -124,11 +133,12 @@ llmops_status llmops_trainer_forward_backward(llmops_trainer *t, const int32_t *
 /* The same forward pass without gradients (dropout off): evaluation. */
 llmops_status llmops_trainer_eval(llmops_trainer *t, const int32_t *tokens, const int32_t *targets, int n_seq,
                                   int seq_len, double *loss_sum, int64_t *n_counted, llmops_error *err);
-/* Logits of every position (n_seq·seq_len × vocab), dropout off; for tests and merged checks. */
+/* Logits of every position into out (n_seq·seq_len × vocab floats), dropout off; for tests and merged checks. */
 llmops_status llmops_trainer_logits(llmops_trainer *t, const int32_t *tokens, int n_seq, int seq_len, float *out,
                                     llmops_error *err);
 
-/* Dropout random state, saved in checkpoints. */
+/* Dropout random state, saved in checkpoints: each forward_backward draws one key from it (the masks
+ * of that call, reproduced when the layer is recomputed) and advances it; eval and logits leave it. */
 uint64_t llmops_trainer_rng_get(const llmops_trainer *t);
 void llmops_trainer_rng_set(llmops_trainer *t, uint64_t state);
 /* Largest number of bytes the trainer has held at once (weights it owns, gradients, activations). */

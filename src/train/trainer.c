@@ -575,7 +575,7 @@ typedef struct {
     int type;
     uint8_t *dst;
     size_t dst_row;
-    int fail;
+    int fail, nomem;
 } requant_job;
 
 static void requant_rows(void *vj, size_t begin, size_t end, int ith) {
@@ -584,7 +584,7 @@ static void requant_rows(void *vj, size_t begin, size_t end, int ith) {
     size_t cols = (size_t)J->src->cols;
     float *row = llmops_malloc(cols * sizeof(float));
     if (!row) {
-        J->fail = 1;
+        J->nomem = 1;
         return;
     }
     for (size_t r = begin; r < end; r++) {
@@ -594,36 +594,53 @@ static void requant_rows(void *vj, size_t begin, size_t end, int ith) {
     llmops_free(row);
 }
 
-/* The type a row of `cols` floats is stored in: base_type, or the nearest whose blocks fit. */
+/* The type a row of `cols` floats is stored in: base_type, or (as llmops_quantize_model does for rows
+ * that do not split into its blocks) Q8_0 when they split into 32s, else F16. */
 static int qlora_type(int base, int64_t cols) {
-    int chain[] = {base, LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_F16};
-    for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++) {
-        const llmops_dtype_info *ti = llmops_dtype_get(chain[i]);
-        if (ti && cols % ti->block_size == 0) return chain[i];
-    }
-    return LLMOPS_DTYPE_F16;
+    const llmops_dtype_info *ti = llmops_dtype_get(base);
+    if (ti && cols % ti->block_size == 0) return base;
+    return cols % 32 == 0 ? LLMOPS_DTYPE_Q8_0 : LLMOPS_DTYPE_F16;
 }
 
+/* Replaces the frozen matrix *W by a trainer-owned copy in the QLoRA base type. */
+static llmops_status requant_mat(llmops_trainer *t, tops_mat *W, const char *what, llmops_error *err) {
+    int type = qlora_type(t->p.base_type, W->cols);
+    uint64_t rb = 0;
+    llmops_status st = llmops_dtype_nbytes(type, (uint64_t)W->cols, (uint64_t)W->cols, &rb, err);
+    if (st) return st;
+    uint8_t *dst = own_alloc(t, (size_t)rb * (size_t)W->rows);
+    if (!dst) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for the quantized base (%s)", what);
+    requant_job J = {W, type, dst, (size_t)rb, 0, 0};
+    llmops_threadpool_parallel_for(t->pool, (size_t)W->rows, 16, requant_rows, &J);
+    if (J.nomem) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory quantizing %s", what);
+    if (J.fail)
+        return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "cannot quantize %s to %s (non-finite weights?)", what,
+                                llmops_dtype_name(type));
+    W->type = type;
+    W->data = dst;
+    W->row_bytes = (size_t)rb;
+    return LLMOPS_OK;
+}
+
+/*
+ * QLoRA: every frozen 2-D weight but the position table — the layers' linears, the token embedding
+ * and an untied output — is re-quantized to base_type, the tensors llmops_quantize_model converts.
+ */
 static llmops_status requantize(llmops_trainer *t, llmops_error *err) {
     dims D = dims_of(t);
+    llmops_status st;
+    char what[64];
     for (int l = 0; l < D.L; l++)
         for (int s = 0; s < LIN_N; s++) {
             tlin *li = &t->layers[l].lin[s];
             if (!li->present) continue;
-            int type = qlora_type(t->p.base_type, li->W.cols);
-            uint64_t rb = 0;
-            if (llmops_dtype_nbytes(type, (uint64_t)li->W.cols, (uint64_t)li->W.cols, &rb, err)) return err ? err->code : LLMOPS_ERR_INTERNAL;
-            uint8_t *dst = own_alloc(t, (size_t)rb * (size_t)li->W.rows);
-            if (!dst) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for the quantized base");
-            requant_job J = {&li->W, type, dst, (size_t)rb, 0};
-            llmops_threadpool_parallel_for(t->pool, (size_t)li->W.rows, 16, requant_rows, &J);
-            if (J.fail)
-                return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "cannot quantize blk.%d.%s to %s (non-finite weights?)", l,
-                                        k_lin_names[s], llmops_dtype_name(type));
-            li->W.type = type;
-            li->W.data = dst;
-            li->W.row_bytes = (size_t)rb;
+            snprintf(what, sizeof what, "blk.%d.%s", l, k_lin_names[s]);
+            if ((st = requant_mat(t, &li->W, what, err))) return st;
         }
+    int tied = t->out.data == t->tok.data;
+    if ((st = requant_mat(t, &t->tok, "token_embd", err))) return st;
+    if (tied) t->out = t->tok;
+    else if ((st = requant_mat(t, &t->out, "output", err))) return st;
     return LLMOPS_OK;
 }
 
