@@ -18,6 +18,7 @@
 #include "llmops/fileio.h"
 #include "llmops/model.h"
 #include "llmops/safetensors.h"
+#include "llmops/train.h"
 
 #define PY "/usr/bin/python3"
 
@@ -692,4 +693,69 @@ TEST(adapter_bad_adapters_name_the_tensor) {
         llmops_model_free(m2);
     }
     llmops_model_free(m);
+}
+
+/* The training core's own forward pass with LoRA (a GGUF llama: q/k rows permuted) equals the
+ * engine with the exported adapter, as PEFT on the Hugging Face folder and as GGUF LoRA on the GGUF. */
+TEST(adapter_trainer_export_matches_trainer_logits) {
+    if (!have_oracle()) SKIP("python3-torch missing (random models come from tests/oracle)");
+    const char *dir = make_model("llama", 9);
+    CHECK(dir != NULL);
+    char gguf[1200], peft[1200], glora[1200];
+    snprintf(gguf, sizeof gguf, "%s.gguf", dir);
+    snprintf(peft, sizeof peft, "%s.peft", dir);
+    snprintf(glora, sizeof glora, "%s.lora.gguf", dir);
+    llmops_error err = {0};
+    CHECK_OK(llmops_convert(dir, gguf, NULL, &err), err);
+    llmops_model_params mp;
+    llmops_model_params_init(&mp);
+    mp.load_tokenizer = 0;
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(gguf, &mp, &m, &err), err);
+    llmops_trainer_params tp;
+    llmops_trainer_params_init(&tp);
+    tp.lora_rank = 4;
+    tp.lora_alpha = 8;
+    tp.n_threads = 2;
+    CHECK_OK(llmops_lora_targets_parse("all", &tp.lora_targets, &err), err);
+    llmops_trainer *t;
+    CHECK_OK(llmops_trainer_create(m, &tp, &t, &err), err);
+    CHECK_EQ_INT(llmops_trainer_rope_neox(t), 0);
+    size_t n = llmops_trainer_n_tensors(t), n_b = 0;
+    for (size_t i = 0; i < n; i++) { /* B starts at zero: make it matter */
+        llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+        size_t len = strlen(x->name);
+        if (len > 7 && !strcmp(x->name + len - 7, ".lora_b")) {
+            for (int64_t k = 0; k < x->rows * x->cols; k++) x->w[k] = 0.1f * urand();
+            n_b++;
+        }
+    }
+    CHECK_EQ_INT(n_b, 2 * 7);
+    size_t V = (size_t)llmops_model_n_vocab(m);
+    float *want = malloc(N_TOKS * V * sizeof(float));
+    CHECK_OK(llmops_trainer_logits(t, k_toks, 1, (int)N_TOKS, want, &err), err);
+    llmops_adapter_export_params ep;
+    llmops_adapter_export_params_init(&ep);
+    ep.arch = llmops_trainer_arch(t);
+    ep.rope_neox = llmops_trainer_rope_neox(t);
+    ep.rank = 4;
+    ep.alpha = 8;
+    ep.targets = tp.lora_targets;
+    const llmops_train_tensor *ts = llmops_trainer_tensor(t, 0);
+    CHECK_OK(llmops_adapter_export(&ep, ts, n, LLMOPS_ADAPTER_PEFT, peft, &err), err);
+    CHECK_OK(llmops_adapter_export(&ep, ts, n, LLMOPS_ADAPTER_GGUF, glora, &err), err);
+    llmops_trainer_free(t);
+    llmops_model_free(m);
+    const char *pairs[2][2] = {{dir, peft}, {gguf, glora}};
+    for (int k = 0; k < 2; k++) {
+        size_t V2;
+        const char *ads[1] = {pairs[k][1]};
+        float *got = engine_logits(pairs[k][0], ads, NULL, 1, &V2, &err);
+        CHECK_MSG(got != NULL, "%s", err.msg);
+        CHECK_EQ_INT(V2, V);
+        double e = rel_err(got, want, N_TOKS * V);
+        CHECK_MSG(e < 1e-4, "%s: relative max error %.3g against the trainer", k ? "GGUF LoRA" : "PEFT", e);
+        free(got);
+    }
+    free(want);
 }
