@@ -67,7 +67,8 @@ typedef struct llmops_adapter_export_params {
     int rank;                /* r; every A must have r rows (default 8)                     */
     float alpha;             /* lora_alpha (default 16)                                     */
     float dropout;           /* lora_dropout, recorded in adapter_config.json (default 0)   */
-    unsigned targets;        /* LLMOPS_LORA_* bits for target_modules; 0 = from the tensors */
+    unsigned targets;        /* LLMOPS_LORA_* bits: every factor must adapt one of them (0 =
+                                any); target_modules lists the modules the factors adapt  */
     const char *base_model;  /* base_model_name_or_path / general.name; NULL = ""           */
     int out_type;            /* LLMOPS_DTYPE_F32 (default) or F16                            */
 } llmops_adapter_export_params;

@@ -14,6 +14,7 @@
 
 #include "../unit/test.h"
 #include "llmops/adapter.h"
+#include "llmops/alloc.h"
 #include "llmops/convert.h"
 #include "llmops/fileio.h"
 #include "llmops/model.h"
@@ -746,6 +747,15 @@ TEST(adapter_trainer_export_matches_trainer_logits) {
     CHECK_OK(llmops_adapter_export(&ep, ts, n, LLMOPS_ADAPTER_GGUF, glora, &err), err);
     llmops_trainer_free(t);
     llmops_model_free(m);
+    {
+        char cfg_path[1300], *cfg = NULL;
+        snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", peft);
+        CHECK_OK(llmops_file_read_all(cfg_path, 1 << 20, &cfg, NULL, &err), err);
+        static const char *const mods[] = {"\"q_proj\"", "\"k_proj\"", "\"v_proj\"", "\"o_proj\"",
+                                           "\"gate_proj\"", "\"up_proj\"", "\"down_proj\""};
+        for (size_t i = 0; i < 7; i++) CHECK_MSG(strstr(cfg, mods[i]) != NULL, "target_modules lacks %s:\n%s", mods[i], cfg);
+        llmops_free(cfg);
+    }
     const char *pairs[2][2] = {{dir, peft}, {gguf, glora}};
     for (int k = 0; k < 2; k++) {
         size_t V2;
