@@ -58,7 +58,8 @@
  *
  * Formats: AUTO picks by extension (.txt .md .rst .text → TEXT; .jsonl → JSONL;
  * .json → a JSON array of records or JSON Lines; .csv → CSV; .tsv → CSV with
- * tabs); the schema AUTO by the first record: messages → CHAT; instruction and
+ * tabs; another name: JSON Lines when the content starts with '{', a JSON array
+ * with '['); the schema AUTO by the first record: messages → CHAT; instruction and
  * output → ALPACA; prompt and completion → COMPLETION; else TEXT. CSV follows
  * RFC 4180 (header row, quoted fields with "" and newlines, CRLF or LF).
  *

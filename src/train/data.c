@@ -589,12 +589,6 @@ static llmops_status load_group(build *b, const char *const *src, size_t n, int6
         char delim = 0;
         llmops_data_format f = llmops_data_format_of_path(path, &delim);
         if (p->format != LLMOPS_DATA_FORMAT_AUTO) f = p->format;
-        if (f == LLMOPS_DATA_FORMAT_AUTO) {
-            st = llmops_error_set(err, LLMOPS_ERR_CONFIG,
-                                  "%s: unknown data file extension (set the format: text, jsonl, json or csv)", path);
-            break;
-        }
-        rd.format = f;
         rd.delim = p->csv_delimiter ? p->csv_delimiter : delim ? delim : ',';
         char *data = NULL;
         size_t len = 0;
@@ -606,6 +600,16 @@ static llmops_status load_group(build *b, const char *const *src, size_t n, int6
             st = llmops_file_read_all(path, p->max_file_bytes, &data, &len, err);
         }
         if (st) break;
+        if (f == LLMOPS_DATA_FORMAT_AUTO) f = llmops_data_format_sniff(data, len);
+        if (f == LLMOPS_DATA_FORMAT_AUTO) {
+            llmops_free(data);
+            st = llmops_error_set(err, LLMOPS_ERR_CONFIG,
+                                  "%s: unknown data file extension and not JSON (set the format: text, jsonl, json or "
+                                  "csv)",
+                                  path);
+            break;
+        }
+        rd.format = f;
         b->file_text = f == LLMOPS_DATA_FORMAT_TEXT;
         if (!st) st = llmops_data_read(&rd, data, len, path, on_example, b, err);
         llmops_free(data);

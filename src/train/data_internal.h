@@ -79,5 +79,7 @@ llmops_status llmops_data_read(llmops_data_reader *r, const char *data, size_t l
 
 /* The format a path's extension implies (AUTO when unknown); *delim gets '\t' for .tsv. */
 llmops_data_format llmops_data_format_of_path(const char *path, char *delim);
+/* The format the first bytes imply: '{' → JSONL, '[' → JSON, else AUTO (unknown). */
+llmops_data_format llmops_data_format_sniff(const char *data, size_t len);
 
 #endif

@@ -184,6 +184,15 @@ llmops_data_format llmops_data_format_of_path(const char *path, char *delim) {
     return LLMOPS_DATA_FORMAT_AUTO;
 }
 
+llmops_data_format llmops_data_format_sniff(const char *d, size_t n) {
+    size_t i = 0;
+    if (n >= 3 && (unsigned char)d[0] == 0xef && (unsigned char)d[1] == 0xbb && (unsigned char)d[2] == 0xbf) i = 3;
+    while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\r' || d[i] == '\n')) i++;
+    if (i < n && d[i] == '{') return LLMOPS_DATA_FORMAT_JSONL;
+    if (i < n && d[i] == '[') return LLMOPS_DATA_FORMAT_JSON;
+    return LLMOPS_DATA_FORMAT_AUTO;
+}
+
 typedef struct {
     llmops_data_reader *r;
     const char *origin;

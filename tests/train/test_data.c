@@ -925,3 +925,31 @@ TEST(data_chat_phi3_vocab_trains_end_of_turn) {
     llmops_dataset_free(ds);
     llmops_tokenizer_free(t);
 }
+
+TEST(data_format_from_content_when_extension_unknown) {
+    llmops_tokenizer *t = stories_tok();
+    CHECK(t);
+    const char *j = test_tmpfile("records.dat"), *a = test_tmpfile("array.dat"), *x = test_tmpfile("notes.dat");
+    CHECK(write_file(j, "\n{\"text\": \"one\"}\n{\"text\": \"two\"}\n"));
+    CHECK(write_file(a, "[{\"prompt\": \"p\", \"completion\": \" c\"}]"));
+    CHECK(write_file(x, "just some words\n"));
+    llmops_data_params p;
+    llmops_data_params_init(&p);
+    p.seq_len = 16;
+    llmops_error err = {0};
+    llmops_dataset *ds = load1(j, t, &p, &err);
+    CHECK_MSG(ds, "%s", err.msg);
+    CHECK_EQ_INT(llmops_dataset_stats(ds, LLMOPS_SPLIT_TRAIN).n_examples, 2);
+    llmops_dataset_free(ds);
+    ds = load1(a, t, &p, &err);
+    CHECK_MSG(ds, "%s", err.msg);
+    CHECK_EQ_INT(llmops_dataset_schema(ds), LLMOPS_DATA_SCHEMA_COMPLETION);
+    llmops_dataset_free(ds);
+    const char *src[] = {x};
+    CHECK_ERR(llmops_dataset_load(src, 1, t, NULL, &p, &ds, &err), LLMOPS_ERR_CONFIG, err, "notes.dat: unknown data file extension");
+    p.format = LLMOPS_DATA_FORMAT_TEXT; /* told */
+    ds = load1(x, t, &p, &err);
+    CHECK_MSG(ds, "%s", err.msg);
+    llmops_dataset_free(ds);
+    llmops_tokenizer_free(t);
+}
