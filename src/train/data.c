@@ -779,6 +779,15 @@ llmops_status llmops_dataset_load(const char *const *sources, size_t n, const ll
         split_stats(ds, tr, skipped_train);
         split_stats(ds, va, skipped_val);
         if (ds->schema == LLMOPS_DATA_SCHEMA_AUTO) ds->schema = LLMOPS_DATA_SCHEMA_TEXT;
+        for (int k = 0; k < 2; k++) {
+            const llmops_data_stats *x = &ds->split[k].st;
+            if (!x->n_rows) continue;
+            LLMOPS_INFO("dataset %s (%s): %lld rows of %d, %lld examples, %lld tokens, %lld trained, %lld truncated, "
+                        "%lld bad records skipped",
+                        k ? "val" : "train", llmops_data_schema_name(ds->schema), (long long)x->n_rows, ds->seq_len,
+                        (long long)x->n_examples, (long long)x->n_tokens, (long long)x->n_trained,
+                        (long long)x->n_truncated, (long long)x->n_skipped);
+        }
     }
 
     llmops_tokens_free(&b.ids);
