@@ -187,6 +187,7 @@ static int peft_to_gguf_name(const llmops_arch *a, const char *hf, char *out, si
     size_t n_names;
     const conv_name *names = conv_names(a->family, &n_names);
     if (a->family == LLMOPS_ARCH_GPT2 && !strncmp(hf, "transformer.", 12)) hf += 12;
+    if (a->family == LLMOPS_ARCH_BERT && !strncmp(hf, "bert.", 5)) hf += 5;
     for (size_t k = 0; k < n_names; k++) {
         int layer;
         if (conv_match(names[k].hf, hf, &layer)) {

@@ -266,7 +266,7 @@ static llmops_status export_peft(const llmops_adapter_export_params *p, xpair *x
         SET("revision", json_null());
         SET("target_modules", tm);
         tm = NULL;
-        SET("task_type", json_string("CAUSAL_LM"));
+        SET("task_type", json_string(a->family == LLMOPS_ARCH_BERT ? "FEATURE_EXTRACTION" : "CAUSAL_LM"));
         SET("use_dora", json_false());
         SET("use_rslora", json_false());
 #undef SET
