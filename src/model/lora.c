@@ -284,7 +284,7 @@ static llmops_status read_peft(const llmops_model *m, const char *path, pair_lis
                                   st_path, nm);
             goto done;
         }
-        if (strncmp(nm, "base_model.model.", 17) != 0) {
+        if (strncmp(nm, "base_model.model.", 17) != 0 || strlen(nm) <= 17 + 14) {
             st = llmops_error_set(err, LLMOPS_ERR_FORMAT, "%s: tensor '%s' lacks the 'base_model.model.' prefix", st_path, nm);
             goto done;
         }
