@@ -420,11 +420,10 @@ static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
     float *logits = malloc(nlog * sizeof(float));
     CHECK_OK(llmops_trainer_logits(t, b.tokens, b.n_seq, b.seq_len, logits, &err), err);
 
-    /* QLoRA: which tensors the engine re-quantizes is its choice: every weight matrix, as
-     * llmops_quantize_model does, or (bitsandbytes' way: nn.Linear layers only) the blocks' matrices
-     * with the embeddings and lm_head as loaded. The logits tell which; both are accepted. */
-    static const char *variants[] = {"", "--base-gguf-linear-only"};
-    int n_var = c->method == LLMOPS_TRAIN_QLORA ? 2 : 1;
+    /* QLoRA re-quantizes what llmops_quantize_model converts (train.h): the oracle's frozen values come
+     * from that file. (--base-gguf-linear-only would be the bitsandbytes way: nn.Linear layers only.) */
+    static const char *variants[] = {""};
+    int n_var = 1;
     double ref_loss = NAN, ref_cnt = NAN, md = INFINITY, mx = 0;
     char tag[160];
     snprintf(tag, sizeof tag, "%s %s%s%s %s%s%s grads", c->arch, c->size, c->gguf ? " " : "", c->gguf ? c->gguf : "",
