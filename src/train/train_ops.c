@@ -30,6 +30,41 @@ void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const 
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/*
+ * One product split over the pool's threads by columns of C (each thread a
+ * contiguous slice of n, in multiples of 16), OpenBLAS running single-threaded
+ * inside each: one set of threads for the whole trainer, no second pool
+ * spinning beside it. Small products run on the calling thread.
+ */
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float *C;
+} gemm_job;
+
+static void gemm_slice(void *vj, int ith, int nth) {
+    gemm_job *J = vj;
+    size_t per = (J->n + (size_t)nth - 1) / (size_t)nth;
+    per = (per + 15) / 16 * 16;
+    size_t j0 = (size_t)ith * per, j1 = j0 + per < J->n ? j0 + per : J->n;
+    if (j0 >= j1) return;
+    const float *B = J->tb ? J->B + j0 * J->ldb : J->B + j0;
+    tops_gemm(J->ta, J->tb, J->m, j1 - j0, J->k, J->alpha, J->A, J->lda, B, J->ldb, J->beta, J->C + j0, J->ldc);
+}
+
+void tops_gemm_par(llmops_threadpool *pool, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A,
+                   size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    if (!pool || llmops_threadpool_n_threads(pool) < 2 || n < 32 || (double)m * (double)n * (double)k < 262144.0) {
+        tops_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_job J = {ta, tb, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C};
+    llmops_threadpool_run(pool, gemm_slice, &J);
+}
+
 /* ---- panel products ------------------------------------------------------------------------ */
 
 size_t tops_panel_rows(int64_t cols) {
@@ -69,14 +104,14 @@ void tops_linear_fwd(tops_mm_ctx *c, const tops_mat *W, const float *X, size_t l
                      float beta) {
     size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
     if (is_plain_f32(W)) {
-        tops_gemm(0, 1, n, rows, cols, 1.0f, X, ldx, W->data, cols, beta, Y, ldy);
+        tops_gemm_par(c->gemm_pool, 0, 1, n, rows, cols, 1.0f, X, ldx, W->data, cols, beta, Y, ldy);
         return;
     }
     size_t P = tops_panel_rows(W->cols);
     for (size_t r0 = 0; r0 < rows; r0 += P) {
         size_t nr = rows - r0 < P ? rows - r0 : P;
         const float *pw = panel_of(c, W, (int64_t)r0, nr);
-        tops_gemm(0, 1, n, nr, cols, 1.0f, X, ldx, pw, cols, beta, Y + r0, ldy);
+        tops_gemm_par(c->gemm_pool, 0, 1, n, nr, cols, 1.0f, X, ldx, pw, cols, beta, Y + r0, ldy);
     }
 }
 
@@ -85,20 +120,21 @@ void tops_linear_bwd_x(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_
     if (!dX) return;
     size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
     if (is_plain_f32(W)) {
-        tops_gemm(0, 0, n, cols, rows, 1.0f, dY, ldy, W->data, cols, 1.0f, dX, lddx);
+        tops_gemm_par(c->gemm_pool, 0, 0, n, cols, rows, 1.0f, dY, ldy, W->data, cols, 1.0f, dX, lddx);
         return;
     }
     size_t P = tops_panel_rows(W->cols);
     for (size_t r0 = 0; r0 < rows; r0 += P) {
         size_t nr = rows - r0 < P ? rows - r0 : P;
         const float *pw = panel_of(c, W, (int64_t)r0, nr);
-        tops_gemm(0, 0, n, cols, nr, 1.0f, dY + r0, ldy, pw, cols, 1.0f, dX, lddx);
+        tops_gemm_par(c->gemm_pool, 0, 0, n, cols, nr, 1.0f, dY + r0, ldy, pw, cols, 1.0f, dX, lddx);
     }
 }
 
-void tops_linear_bwd_w(const tops_mat *W, const float *dY, size_t ldy, const float *X, size_t ldx, size_t n) {
+void tops_linear_bwd_w(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_t ldy, const float *X, size_t ldx,
+                       size_t n) {
     if (!W->g) return;
-    tops_gemm(1, 0, (size_t)W->rows, (size_t)W->cols, n, 1.0f, dY, ldy, X, ldx, 1.0f, W->g, (size_t)W->cols);
+    tops_gemm_par(c->gemm_pool, 1, 0, (size_t)W->rows, (size_t)W->cols, n, 1.0f, dY, ldy, X, ldx, 1.0f, W->g, (size_t)W->cols);
 }
 
 void tops_bias_fwd(const float *b, float *Y, size_t ldy, size_t n, size_t m) {
@@ -311,6 +347,35 @@ float tops_act_grad(llmops_act_kind k, float x) {
     case LLMOPS_ACT_RELU: return x > 0 ? 1.0f : 0.0f;
     }
     return 1.0f;
+}
+
+void tops_act_both(llmops_act_kind k, float x, float *a, float *g) {
+    switch (k) {
+    case LLMOPS_ACT_SILU: {
+        float sg = 1.0f / (1.0f + expf(-x));
+        *a = x * sg;
+        *g = sg * (1.0f + x * (1.0f - sg));
+        return;
+    }
+    case LLMOPS_ACT_GELU: {
+        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+        *a = x * cdf;
+        *g = cdf + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+        return;
+    }
+    case LLMOPS_ACT_GELU_TANH: {
+        float th = tanhf(GELU_C * (x + 0.044715f * x * x * x));
+        *a = 0.5f * x * (1.0f + th);
+        *g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_C * (1.0f + 3.0f * 0.044715f * x * x);
+        return;
+    }
+    case LLMOPS_ACT_RELU:
+        *a = x > 0 ? x : 0;
+        *g = x > 0 ? 1.0f : 0.0f;
+        return;
+    }
+    *a = x;
+    *g = 1.0f;
 }
 
 /* ---- cross-entropy ---------------------------------------------------------------------------------- */

@@ -24,6 +24,9 @@
 /* C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major; ta/tb: 1 = transposed. */
 void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
                const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* The same, split by columns of C over the pool's threads (pool NULL or a small product: inline). */
+void tops_gemm_par(llmops_threadpool *pool, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A,
+                   size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 /* Threads OpenBLAS may use for one product (global to the process). */
 void tops_blas_threads(int n);
 
@@ -43,7 +46,8 @@ typedef struct {
 
 /* Scratch for the panel products: `panel` holds panel_rows × cols floats of the widest matrix. */
 typedef struct {
-    llmops_threadpool *pool;
+    llmops_threadpool *pool;      /* dequantisation                                          */
+    llmops_threadpool *gemm_pool; /* tops_gemm_par's split; NULL: OpenBLAS's own threads       */
     float *panel;
     size_t panel_floats;
 } tops_mm_ctx;
@@ -58,7 +62,8 @@ void tops_linear_fwd(tops_mm_ctx *c, const tops_mat *W, const float *X, size_t l
 void tops_linear_bwd_x(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_t ldy, size_t n, float *dX,
                        size_t lddx);
 /* W->g += dYᵀ · X (W trainable, F32). */
-void tops_linear_bwd_w(const tops_mat *W, const float *dY, size_t ldy, const float *X, size_t ldx, size_t n);
+void tops_linear_bwd_w(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_t ldy, const float *X, size_t ldx,
+                       size_t n);
 /* Y[t] += b for every row; db += Σ_t dY[t]. */
 void tops_bias_fwd(const float *b, float *Y, size_t ldy, size_t n, size_t m);
 void tops_bias_bwd(float *db, const float *dY, size_t ldy, size_t n, size_t m);
@@ -114,6 +119,8 @@ void tops_attn_bwd(const float *q, size_t ldq, const float *k, const float *v, s
 float tops_act(llmops_act_kind k, float x);
 /* d act / dx. */
 float tops_act_grad(llmops_act_kind k, float x);
+/* Both at once (one exp/erf/tanh): *a = act(x), *g = act'(x), the same values as the two above. */
+void tops_act_both(llmops_act_kind k, float x, float *a, float *g);
 
 /* ---- cross-entropy ---------------------------------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "llmops/alloc.h"
@@ -79,6 +80,7 @@ struct llmops_trainer {
     float *rope_freqs;      /* (rope_dim/2), owned */
     llmops_threadpool *pool;
     int nth;
+    int blas_threads;       /* 1: products split over the pool (tops_gemm_par); else OpenBLAS threads */
     /* tensors */
     llmops_train_tensor *t;
     size_t n_t, cap_t;
@@ -718,6 +720,10 @@ static llmops_status create_common(const llmops_arch *a, const llmops_model *m, 
     if ((st = llmops_threadpool_create(p->n_threads, &t->pool, err))) goto fail;
     t->nth = llmops_threadpool_n_threads(t->pool);
     t->mm.pool = t->pool;
+    /* LLMOPS_TRAIN_GEMM=blas lets OpenBLAS thread each product instead (for comparisons) */
+    const char *gm = getenv("LLMOPS_TRAIN_GEMM");
+    t->blas_threads = gm && !strcmp(gm, "blas") ? t->nth : 1;
+    t->mm.gemm_pool = t->blas_threads > 1 ? NULL : t->pool;
     t->layers = llmops_calloc((size_t)a->n_layers, sizeof *t->layers);
     if (!t->layers) {
         st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
@@ -1054,10 +1060,10 @@ static void attn_bwd_items(void *vj, size_t b, size_t e, int ith) {
 static void attention(llmops_trainer *t, lacts *A, int n_seq, int T, int backward) {
     dims D = dims_of(t);
     attn_job J = {t, A, T};
-    tops_blas_threads(1);
+    if (t->blas_threads > 1) tops_blas_threads(1);
     if (backward) llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.G, 1, attn_bwd_items, &J);
     else llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.H, 1, attn_fwd_items, &J);
-    tops_blas_threads(t->nth);
+    if (t->blas_threads > 1) tops_blas_threads(t->blas_threads);
 }
 
 typedef struct {
@@ -1082,21 +1088,45 @@ static void mlp_fwd_rows(void *vj, size_t b, size_t e, int ith) {
     }
 }
 
-static void mlp_bwd_rows(void *vj, size_t b, size_t e, int ith) {
+/* Backward preparation: h as in the forward pass, and act(gate), act'(gate) parked in dff. */
+static void mlp_prep_rows(void *vj, size_t b, size_t e, int ith) {
     (void)ith;
     mlp_job *J = vj;
     dims D = dims_of(J->t);
     llmops_act_kind k = J->t->arch.act;
     for (size_t i = b; i < e; i++) {
+        const float *ff = J->ff + i * D.F;
+        float *h = J->h + i * D.f, *dff = J->dff + i * D.F;
+        for (size_t j = 0; j < D.f; j++) {
+            float a, g;
+            tops_act_both(k, ff[j], &a, &g);
+            dff[j] = g;
+            if (J->t->arch.gated_ffn) {
+                dff[D.f + j] = a;
+                h[j] = a * ff[D.f + j];
+            } else {
+                h[j] = a;
+            }
+        }
+    }
+}
+
+/* dff = ∂/∂(gate | up) or ∂/∂(pre-activation) from dh, with what mlp_prep_rows parked. */
+static void mlp_bwd_rows(void *vj, size_t b, size_t e, int ith) {
+    (void)ith;
+    mlp_job *J = vj;
+    dims D = dims_of(J->t);
+    for (size_t i = b; i < e; i++) {
         const float *ff = J->ff + i * D.F, *dh = J->dh + i * D.f;
         float *dff = J->dff + i * D.F;
         if (J->t->arch.gated_ffn)
             for (size_t j = 0; j < D.f; j++) {
-                dff[j] = dh[j] * ff[D.f + j] * tops_act_grad(k, ff[j]);
-                dff[D.f + j] = dh[j] * tops_act(k, ff[j]);
+                float g = dff[j], a = dff[D.f + j];
+                dff[j] = dh[j] * ff[D.f + j] * g;
+                dff[D.f + j] = dh[j] * a;
             }
         else
-            for (size_t j = 0; j < D.f; j++) dff[j] = dh[j] * tops_act_grad(k, ff[j]);
+            for (size_t j = 0; j < D.f; j++) dff[j] *= dh[j];
     }
 }
 
@@ -1148,14 +1178,14 @@ static void lin_fwd(llmops_trainer *t, const tlin *li, const float *X, size_t ld
         ldd = in;
     }
     tops_gemm(0, 1, n, r, in, 1.0f, Xd, ldd, t->t[li->ia].w, in, 0.0f, u, r);
-    if (main) tops_gemm(0, 1, n, out, r, t->lora_scale, u, r, t->t[li->ib].w, r, 1.0f, Y, ldy);
+    if (main) tops_gemm_par(t->mm.gemm_pool, 0, 1, n, out, r, t->lora_scale, u, r, t->t[li->ib].w, r, 1.0f, Y, ldy);
 }
 
 /* Gradients of lin_fwd: weights (when trainable), LoRA factors, and dX (ld lddx, +=) unless NULL. */
 static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, const float *dY,
                     size_t ldy, float *dX, size_t lddx, const float *u) {
     size_t out = (size_t)li->W.rows, in = (size_t)li->W.cols;
-    tops_linear_bwd_w(&li->W, dY, ldy, X, ldx, n);
+    tops_linear_bwd_w(&t->mm, &li->W, dY, ldy, X, ldx, n);
     if (li->b.g) tops_bias_bwd(li->b.g, dY, ldy, n, out);
     tops_linear_bwd_x(&t->mm, &li->W, dY, ldy, n, dX, lddx);
     if (li->ia < 0) return;
@@ -1163,7 +1193,7 @@ static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ld
     llmops_train_tensor *A = &t->t[li->ia], *B = &t->t[li->ib];
     float s = t->lora_scale;
     tops_gemm(0, 0, n, r, out, s, dY, ldy, B->w, r, 0.0f, t->du, r);
-    tops_gemm(1, 0, out, r, n, s, dY, ldy, u, r, 1.0f, B->g, r);
+    tops_gemm(1, 0, out, r, n, s, dY, ldy, u, r, 1.0f, B->g, r); /* (out × r): small */
     const float *Xd = X;
     size_t ldd = ldx;
     if (t->drop_on) {
@@ -1172,14 +1202,14 @@ static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ld
         Xd = t->xdrop;
         ldd = in;
     }
-    tops_gemm(1, 0, r, in, n, 1.0f, t->du, r, Xd, ldd, 1.0f, A->g, in);
+    tops_gemm_par(t->mm.gemm_pool, 1, 0, r, in, n, 1.0f, t->du, r, Xd, ldd, 1.0f, A->g, in);
     if (!dX) return;
     if (t->drop_on) {
-        tops_gemm(0, 0, n, in, r, 1.0f, t->du, r, A->w, in, 0.0f, t->xdrop, in);
+        tops_gemm_par(t->mm.gemm_pool, 0, 0, n, in, r, 1.0f, t->du, r, A->w, in, 0.0f, t->xdrop, in);
         drop_job J = {t, NULL, 0, in, t->xdrop, dX, lddx, li->id};
         llmops_threadpool_parallel_for(t->pool, n, 16, drop_rows, &J);
     } else {
-        tops_gemm(0, 0, n, in, r, 1.0f, t->du, r, A->w, in, 1.0f, dX, lddx);
+        tops_gemm_par(t->mm.gemm_pool, 0, 0, n, in, r, 1.0f, t->du, r, A->w, in, 1.0f, dX, lddx);
     }
 }
 
@@ -1220,7 +1250,7 @@ static void layer_bwd(llmops_trainer *t, int l, const float *x, lacts *A, int n_
 #define U(li) A->u[(li)->ui < 0 ? 0 : (li)->ui]
     /* MLP */
     mlp_job M = {t, A->ff, t->h, t->dff, t->dh};
-    llmops_threadpool_parallel_for(t->pool, n, 16, mlp_fwd_rows, &M);
+    llmops_threadpool_parallel_for(t->pool, n, 16, mlp_prep_rows, &M);
     memset(t->dh, 0, n * D.f * sizeof(float));
     tlin *dn = &L->lin[LIN_DOWN];
     lin_bwd(t, dn, t->h, D.f, n, t->dx, D.d, t->dh, D.f, U(dn));
@@ -1319,7 +1349,7 @@ static void head(llmops_trainer *t, const int32_t *targets, size_t n, float scal
         if (!grad) continue;
         memset(t->dxc, 0, m * D.d * sizeof(float));
         tops_linear_bwd_x(&t->mm, &t->out, t->logits, D.V, m, t->dxc, D.d);
-        tops_linear_bwd_w(&t->out, t->logits, D.V, t->xc, D.d, m);
+        tops_linear_bwd_w(&t->mm, &t->out, t->logits, D.V, t->xc, D.d, m);
         for (size_t i = 0; i < m; i++) {
             float *dst = t->dhn + (size_t)t->rows[r0 + i] * D.d;
             const float *src = t->dxc + i * D.d;
@@ -1379,7 +1409,7 @@ llmops_status llmops_trainer_forward_backward(llmops_trainer *t, const int32_t *
     size_t n = (size_t)n_seq * (size_t)seq_len;
     int per_layer = !t->p.recompute;
     if ((st = ensure_buffers(t, n, seq_len, per_layer ? D.L : 1, err))) return st;
-    tops_blas_threads(t->nth);
+    tops_blas_threads(t->blas_threads);
     t->drop_key = next64(&t->rng);
     t->drop_on = t->p.lora_dropout > 0 && D.r > 0;
     forward_layers(t, tokens, n_seq, seq_len, per_layer);
@@ -1407,7 +1437,7 @@ llmops_status llmops_trainer_eval(llmops_trainer *t, const int32_t *tokens, cons
     if (st) return st;
     size_t n = (size_t)n_seq * (size_t)seq_len;
     if ((st = ensure_buffers(t, n, seq_len, 1, err))) return st;
-    tops_blas_threads(t->nth);
+    tops_blas_threads(t->blas_threads);
     t->drop_on = 0;
     forward_layers(t, tokens, n_seq, seq_len, 0);
     double loss;
@@ -1426,7 +1456,7 @@ llmops_status llmops_trainer_logits(llmops_trainer *t, const int32_t *tokens, in
     dims D = dims_of(t);
     size_t n = (size_t)n_seq * (size_t)seq_len;
     if ((st = ensure_buffers(t, n, seq_len, 1, err))) return st;
-    tops_blas_threads(t->nth);
+    tops_blas_threads(t->blas_threads);
     t->drop_on = 0;
     forward_layers(t, tokens, n_seq, seq_len, 0);
     norm_fwd(t, t->xs + (size_t)D.L * n * D.d, &t->onw, &t->onb, t->hf, t->rsf, t->muf, n);

@@ -287,7 +287,7 @@ TEST(train_ops_linear_bias_forward_backward_and_panels) {
     tops_mat W = {LLMOPS_DTYPE_F32, Wf, in * 4, (int64_t)out, (int64_t)in, gW};
     tops_mat H = {LLMOPS_DTYPE_F16, W16, in * 2, (int64_t)out, (int64_t)in, NULL};
     float *panel = malloc(tops_panel_rows((int64_t)in) * in * 4);
-    tops_mm_ctx c = {NULL, panel, tops_panel_rows((int64_t)in) * in};
+    tops_mm_ctx c = {NULL, NULL, panel, tops_panel_rows((int64_t)in) * in};
     tops_linear_fwd(&c, &W, X, in, n, Y, out, 0.0f);
     tops_bias_fwd(b, Y, out, n, out);
     tops_linear_fwd(&c, &H, X, in, n, Y16, out, 0.0f);
@@ -303,7 +303,7 @@ TEST(train_ops_linear_bias_forward_backward_and_panels) {
         }
     /* backward: dX through the F32 and the F16 (panel) paths agree with finite differences */
     tops_linear_bwd_x(&c, &W, R, out, n, dX, in);
-    tops_linear_bwd_w(&W, R, out, X, in, n);
+    tops_linear_bwd_w(&c, &W, R, out, X, in, n);
     tops_bias_bwd(gb, R, out, n, out);
     float *dX16 = calloc(n * in, 4);
     tops_linear_bwd_x(&c, &H, R, out, n, dX16, in);
@@ -353,4 +353,15 @@ TEST(train_ops_cross_entropy_value_and_gradient) {
         CHECK_MSG(close_to(g[j], 0.5 * (lp - lm) / (2 * eps), 1e-4, 1e-3), "logit %lld", (long long)j);
     }
     free(l), free(g);
+}
+
+TEST(train_ops_act_both_matches_separate) {
+    llmops_act_kind kinds[] = {LLMOPS_ACT_SILU, LLMOPS_ACT_GELU, LLMOPS_ACT_GELU_TANH, LLMOPS_ACT_RELU};
+    for (size_t k = 0; k < 4; k++)
+        for (float x = -6.0f; x <= 6.0f; x += 0.37f) {
+            float a, g;
+            tops_act_both(kinds[k], x, &a, &g);
+            CHECK(fabsf(a - tops_act(kinds[k], x)) <= 1e-6f * (1 + fabsf(a)));
+            CHECK(fabsf(g - tops_act_grad(kinds[k], x)) <= 1e-6f * (1 + fabsf(g)));
+        }
 }
