@@ -359,6 +359,22 @@ TEST(trainer_logits_match_engine_random_hf_models) {
     }
 }
 
+TEST(trainer_rejects_loaded_bert) {
+    if (!have_numpy()) SKIP("python3 with numpy is not installed");
+    const char *dir = random_model("bert", NULL);
+    CHECK(dir != NULL);
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(dir, NULL, &m, &err), err);
+    llmops_trainer *t = NULL;
+    llmops_trainer_params p;
+    llmops_trainer_params_init(&p);
+    p.method = LLMOPS_TRAIN_FULL;
+    CHECK_ERR(llmops_trainer_create(m, &p, &t, &err), LLMOPS_ERR_UNSUPPORTED, err, "decoder models only");
+    CHECK(t == NULL);
+    llmops_model_free(m);
+}
+
 /* FULL and LoRA gradients of loaded models against finite differences. */
 static void model_grad_check(const char *path, int per) {
     llmops_error err = {0};
