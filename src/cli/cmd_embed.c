@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "llmops/adapter.h"
 #include "llmops/fileio.h"
 #include "llmops/generate.h"
 
@@ -16,9 +17,10 @@ void usage_embed(FILE *out) {
 
 void usage_perplexity(FILE *out) {
     fprintf(out,
-            "usage: llmops perplexity -m MODEL -f TEXTFILE [--ctx N] [--threads N]\n\n"
+            "usage: llmops perplexity -m MODEL -f TEXTFILE [--ctx N] [--threads N] [--lora ADAPTER [--lora-scale S]]...\n\n"
             "Prints the perplexity of the model on the file: chunks of N tokens (default 512),\n"
-            "second half of each chunk scored, as llama.cpp's perplexity tool does.\n");
+            "second half of each chunk scored, as llama.cpp's perplexity tool does. --lora applies\n"
+            "LoRA adapters (PEFT folders or GGUF LoRA files; --lora-scale scales the preceding one).\n");
 }
 
 static int open_model(const char *path, uint32_t n_ctx, int threads, llmops_model **m, llmops_context **ctx) {
@@ -85,15 +87,34 @@ int cmd_embed(int argc, char **argv) {
 int cmd_perplexity(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
                                          {"ctx", required_argument, 0, 'c'},   {"threads", required_argument, 0, 't'},
+                                         {"lora", required_argument, 0, 'L'},  {"lora-scale", required_argument, 0, 'S'},
                                          {0, 0, 0, 0}};
     const char *model = NULL, *file = NULL;
     int n_ctx = 512, threads = 0, c;
+    enum { MAX_LORA = 16 };
+    const char *loras[MAX_LORA];
+    float scales[MAX_LORA];
+    llmops_adapter *adapters[MAX_LORA] = {0};
+    size_t n_lora = 0;
     while ((c = getopt_long(argc, argv, "m:f:c:", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'f': file = optarg; break;
         case 'c': n_ctx = atoi(optarg); break;
         case 't': threads = atoi(optarg); break;
+        case 'L':
+            if (n_lora == MAX_LORA) return cli_usage_error("perplexity", "at most %d --lora adapters", MAX_LORA);
+            loras[n_lora] = optarg;
+            scales[n_lora++] = 1.0f;
+            break;
+        case 'S': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (!n_lora) return cli_usage_error("perplexity", "--lora-scale applies to a preceding --lora");
+            if (*end || end == optarg) return cli_usage_error("perplexity", "--lora-scale '%s' is not a number", optarg);
+            scales[n_lora - 1] = (float)v;
+            break;
+        }
         default: return cli_usage_error("perplexity", "unknown option");
         }
     }
@@ -106,6 +127,9 @@ int cmd_perplexity(int argc, char **argv) {
     size_t len = 0;
     llmops_error err = {0};
     llmops_ppl_result pr;
+    for (size_t i = 0; !r && i < n_lora; i++)
+        if (llmops_adapter_load(m, loras[i], &adapters[i], &err)) r = cli_fail("%s", err.msg);
+    if (!r && n_lora && llmops_context_set_adapters(ctx, adapters, scales, n_lora, &err)) r = cli_fail("%s", err.msg);
     if (!r && llmops_file_read_all(file, 1u << 30, &text, &len, &err)) r = cli_fail("%s", err.msg);
     if (!r && llmops_perplexity(m, ctx, text, len, (uint32_t)n_ctx, &pr, &err)) r = cli_fail("%s", err.msg);
     if (!r) {
@@ -115,6 +139,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     llmops_free(text);
     llmops_context_free(ctx);
+    for (size_t i = 0; i < n_lora; i++) llmops_adapter_free(adapters[i]);
     llmops_model_free(m);
     return r;
 }

@@ -46,7 +46,7 @@ static void usage(FILE *out) {
             "llmops %s — AIMLFW-LLMOps: the LLM lifecycle for the O-RAN SC AI/ML Framework\n\n"
             "usage: llmops [--log-level LEVEL] <command> [options]\n\ncommands:\n",
             LLMOPS_VERSION);
-    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-15s %s\n", k_commands[i].name, k_commands[i].summary);
     fprintf(out, "\n'llmops <command> --help' describes each command.\n"
                  "LEVEL is error, warn, info, debug or trace (default warn; also $LLMOPS_LOG).\n");
 }

@@ -102,6 +102,14 @@ assert len(t) == 5 * 3 * 2, len(t)
 check "generate runs with the exported adapter" sh -c \
     "$LLMOPS generate -m '$M' --lora '$W/base/adapter' --temp 0 -n 16 -p 'table: ' 2>/dev/null | grep -q ."
 
+head -c 3000 "$D/valid.jsonl" >"$W/valid.txt"
+check "the adapter lowers perplexity on held-out text; its merged model scores the same" sh -c \
+    "$LLMOPS merge -m '$M' --lora '$W/base/adapter' -o '$W/merged.gguf' >/dev/null 2>&1 && \
+     p0=\$($LLMOPS perplexity -m '$M' -f '$W/valid.txt' --ctx 128 2>/dev/null | cut -d' ' -f2) && \
+     p1=\$($LLMOPS perplexity -m '$M' --lora '$W/base/adapter' -f '$W/valid.txt' --ctx 128 2>/dev/null | cut -d' ' -f2) && \
+     p2=\$($LLMOPS perplexity -m '$W/merged.gguf' -f '$W/valid.txt' --ctx 128 2>/dev/null | cut -d' ' -f2) && \
+     $PY -c \"import sys; p0, p1, p2 = map(float, sys.argv[1:]); assert p1 < 0.5 * p0 and abs(p1 - p2) <= 1e-3 * p1, (p0, p1, p2)\" \$p0 \$p1 \$p2"
+
 # resume: stop after 4 steps, resume to 8: the same weights as the uninterrupted run
 cfg stop 8 ""
 check "a run stopped after 4 of 8 steps resumes and finishes" sh -c \
