@@ -104,6 +104,7 @@ struct llmops_trainer {
     size_t act_bytes, scr_bytes;
     lacts *sets;            /* (cap_sets) */
     float *xs, *hf, *rsf, *muf;
+    float *dkvh;            /* (n, 2·qd) GQA: per-head dk | dv before the sum over each group */
     float *h, *dx, *dhn, *dqkv, *datt, *dff, *dh, *du, *xdrop;
     float *rope_cs, *rope_sn, *attn_scr, *logits, *xc, *dxc, *normpart;
     int32_t *rows;
@@ -873,6 +874,7 @@ static size_t layout_scratch(llmops_trainer *t, float *base, size_t n, int T) {
     t->dx = carve_f(base, &cur, n * D.d);
     t->dhn = carve_f(base, &cur, n * D.d);
     t->dqkv = carve_f(base, &cur, n * D.W);
+    t->dkvh = D.H > D.G ? carve_f(base, &cur, n * 2 * D.qd) : NULL;
     t->datt = carve_f(base, &cur, n * D.qd);
     t->dff = carve_f(base, &cur, n * D.F);
     t->dh = carve_f(base, &cur, n * D.f);
@@ -1034,24 +1036,52 @@ static void attn_fwd_items(void *vj, size_t b, size_t e, int ith) {
     }
 }
 
+/*
+ * Backward of one (sequence, head). With GQA the heads of a group would race on their shared
+ * dk, dv, so each head writes its own slice of t->dkvh and attn_gqa_sum adds them up after.
+ */
 static void attn_bwd_items(void *vj, size_t b, size_t e, int ith) {
     attn_job *J = vj;
     llmops_trainer *t = J->t;
     dims D = dims_of(t);
     float *scr = t->attn_scr + (size_t)ith * tops_attn_scratch(t->cap_T);
     float scale = 1.0f / sqrtf((float)D.hd);
-    int group = D.H / D.G;
     for (size_t w = b; w < e; w++) {
-        size_t s = w / (size_t)D.G, g = w % (size_t)D.G;
+        size_t s = w / (size_t)D.H, h = w % (size_t)D.H, g = h / (size_t)(D.H / D.G);
         size_t row0 = s * (size_t)J->T;
         const float *base = J->A->qkv + row0 * D.W;
-        float *dbase = t->dqkv + row0 * D.W;
-        for (int j = 0; j < group; j++) {
-            size_t h = g * (size_t)group + (size_t)j;
-            tops_attn_bwd(base + h * D.hd, D.W, base + D.qd + g * D.hd, base + D.qd + D.kvd + g * D.hd, D.W,
-                          t->datt + row0 * D.qd + h * D.hd, D.qd, dbase + h * D.hd, D.W, dbase + D.qd + g * D.hd,
-                          dbase + D.qd + D.kvd + g * D.hd, D.W, J->T, (int64_t)D.hd, t->arch.sliding_window, scale,
-                          scr);
+        float *dbase = t->dqkv + row0 * D.W, *dk, *dv;
+        size_t ldkv;
+        if (t->dkvh) {
+            dk = t->dkvh + row0 * 2 * D.qd + h * D.hd;
+            dv = dk + D.qd;
+            ldkv = 2 * D.qd;
+        } else {
+            dk = dbase + D.qd + g * D.hd;
+            dv = dbase + D.qd + D.kvd + g * D.hd;
+            ldkv = D.W;
+        }
+        tops_attn_bwd(base + h * D.hd, D.W, base + D.qd + g * D.hd, base + D.qd + D.kvd + g * D.hd, D.W,
+                      t->datt + row0 * D.qd + h * D.hd, D.qd, dbase + h * D.hd, D.W, dk, dv, ldkv, J->T,
+                      (int64_t)D.hd, t->arch.sliding_window, scale, scr);
+    }
+}
+
+static void attn_gqa_sum(void *vj, size_t b, size_t e, int ith) {
+    (void)ith;
+    attn_job *J = vj;
+    llmops_trainer *t = J->t;
+    dims D = dims_of(t);
+    size_t group = (size_t)(D.H / D.G);
+    for (size_t i = b; i < e; i++) {
+        const float *src = t->dkvh + i * 2 * D.qd;
+        float *dk = t->dqkv + i * D.W + D.qd, *dv = dk + D.kvd;
+        for (size_t h = 0; h < (size_t)D.H; h++) {
+            size_t g = h / group;
+            for (size_t c = 0; c < D.hd; c++) {
+                dk[g * D.hd + c] += src[h * D.hd + c];
+                dv[g * D.hd + c] += src[D.qd + h * D.hd + c];
+            }
         }
     }
 }
@@ -1061,8 +1091,12 @@ static void attention(llmops_trainer *t, lacts *A, int n_seq, int T, int backwar
     dims D = dims_of(t);
     attn_job J = {t, A, T};
     if (t->blas_threads > 1) tops_blas_threads(1);
-    if (backward) llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.G, 1, attn_bwd_items, &J);
-    else llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.H, 1, attn_fwd_items, &J);
+    if (backward) {
+        size_t n = (size_t)n_seq * (size_t)T;
+        if (t->dkvh) memset(t->dkvh, 0, n * 2 * D.qd * sizeof(float));
+        llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.H, 1, attn_bwd_items, &J);
+        if (t->dkvh) llmops_threadpool_parallel_for(t->pool, n, 64, attn_gqa_sum, &J);
+    } else llmops_threadpool_parallel_for(t->pool, (size_t)n_seq * (size_t)D.H, 1, attn_fwd_items, &J);
     if (t->blas_threads > 1) tops_blas_threads(t->blas_threads);
 }
 
