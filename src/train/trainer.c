@@ -1451,13 +1451,13 @@ llmops_status llmops_trainer_forward_backward(llmops_trainer *t, const int32_t *
     int64_t cnt;
     head(t, targets, n, loss_scale, 1, &loss, &cnt);
     int emb_train = t->tok.g != NULL || t->pos.g != NULL;
-    for (int l = D.L - 1; l >= 0; l--) {
+    for (int l = cnt ? D.L - 1 : -1; l >= 0; l--) { /* nothing counted: every gradient is zero */
         const float *x = t->xs + (size_t)l * n * D.d;
         lacts *A = &t->sets[per_layer ? l : 0];
         if (!per_layer) layer_fwd(t, l, x, A, NULL, n_seq, seq_len);
         layer_bwd(t, l, x, A, n_seq, seq_len, l > 0 || emb_train);
     }
-    if (emb_train) embed_bwd(t, tokens, n, seq_len);
+    if (emb_train && cnt) embed_bwd(t, tokens, n, seq_len);
     t->drop_on = 0;
     if (loss_sum) *loss_sum = loss;
     if (n_counted) *n_counted = cnt;

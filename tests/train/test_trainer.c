@@ -628,6 +628,15 @@ TEST(trainer_errors) {
     tgt[1] = -1;
     CHECK_OK(llmops_trainer_forward_backward(t, tok, tgt, 1, 4, 1.0f, &loss, &cnt, &err), err);
     CHECK(cnt == 2);
+    /* nothing counted: loss 0, gradients untouched */
+    int32_t none[4] = {-1, -1, -1, -1};
+    llmops_trainer_zero_grad(t);
+    CHECK_OK(llmops_trainer_forward_backward(t, tok, none, 1, 4, 1.0f, &loss, &cnt, &err), err);
+    CHECK(cnt == 0 && loss == 0.0);
+    for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+        llmops_train_tensor *e = llmops_trainer_tensor(t, i);
+        for (int64_t k = 0; k < e->rows * e->cols; k++) CHECK(e->g[k] == 0.0f);
+    }
     int32_t *big = calloc(513, sizeof *big);
     CHECK_ERR(llmops_trainer_forward_backward(t, big, big, 1, 513, 1.0f, &loss, &cnt, &err), LLMOPS_ERR_LIMIT, err,
               "context length");
