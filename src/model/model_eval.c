@@ -145,54 +145,119 @@ typedef struct {
     int bidirectional;        /* BERT: attend within the batch, both ways */
 } attn_job;
 
-/* One (token, head) pair: softmax(q·K/√hd) V over the visible cells. */
-static void attend_one(attn_job *J, size_t t, int64_t h, float *scores) {
+/*
+ * One work item: the heads of KV group g (they share its keys and values) for a
+ * block of attn_qblk consecutive batch tokens — nq = tokens × group query rows
+ * against the cells in blocks of 16. Keys are converted to F32 once per block
+ * and laid out transposed, so the scores of all nq rows are small matrix
+ * products (no horizontal sums); values likewise feed all rows at once. Every
+ * row is computed the same way whatever else is in its block, so a token's
+ * result does not depend on how the batch was cut.
+ *
+ * Per-thread scratch (attn_stride floats): Q and O (nq_max × hd), S (nq_max ×
+ * ncp scores), Kt (hd × 16), Vb (16 × hd), then the visibility bytes
+ * (qblk × ncp) and one byte per block of 16 cells.
+ */
+static size_t attn_ncp(uint32_t n_cells) { return ((size_t)n_cells + 15) & ~(size_t)15; }
+
+static size_t attn_stride_of(const llmops_model *m, uint32_t n_cells, size_t *qblk) {
+    size_t hd = (size_t)m->arch.head_dim, group = (size_t)(m->arch.n_heads / m->arch.n_kv_heads);
+    size_t qb = group >= 32 ? 1 : 32 / group, nq = qb * group, ncp = attn_ncp(n_cells);
+    *qblk = qb;
+    size_t floats = 2 * nq * hd + nq * ncp + 32 * hd + (qb * ncp + ncp / 16 + 3) / 4;
+    return (floats + 15) & ~(size_t)15;
+}
+
+static void attend_block(attn_job *J, size_t w, int ith) {
     llmops_context *ctx = J->ctx;
     const llmops_model *m = ctx->m;
-    int64_t hd = m->arch.head_dim, group = m->arch.n_heads / m->arch.n_kv_heads, g = h / group;
-    size_t qd = (size_t)(m->arch.n_heads * hd);
-    const float *q = ctx->q + t * qd + (size_t)(h * hd);
-    float *out = ctx->att + t * qd + (size_t)(h * hd);
-    float scale = 1.0f / sqrtf((float)hd);
     const attn_kernels *K = attn_kernels_get(0);
-    int f32 = ctx->p.kv_type == LLMOPS_KV_F32;
-    float (*dot)(const void *, const float *, size_t) = f32 ? K->dot_f32 : K->dot_f16;
-    void (*axpy)(const void *, float, float *, size_t) = f32 ? K->axpy_f32 : K->axpy_f16;
-    uint64_t bit = (uint64_t)1 << J->items[t].seq;
-    int32_t pos = J->items[t].pos;
-    float mx = -FLT_MAX;
-    uint32_t hi = ctx->used_hi;
+    size_t hd = (size_t)m->arch.head_dim, nkv = (size_t)m->arch.n_kv_heads;
+    size_t group = (size_t)m->arch.n_heads / nkv, qd = (size_t)m->arch.n_heads * hd;
+    size_t g = w % nkv, t0 = w / nkv * ctx->attn_qblk;
+    size_t nt = J->n - t0 < ctx->attn_qblk ? J->n - t0 : ctx->attn_qblk, nq = nt * group;
+    size_t ncp = attn_ncp(ctx->n_cells), nq_max = ctx->attn_qblk * group;
+    float *Q = ctx->scores + (size_t)ith * ctx->attn_stride, *O = Q + nq_max * hd, *S = O + nq_max * hd;
+    float *Kt = S + nq_max * ncp, *Vb = Kt + 16 * hd;
+    uint8_t *vis = (uint8_t *)(Vb + 16 * hd), *blk = vis + ctx->attn_qblk * ncp;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t t = 0; t < nt; t++)
+        for (size_t j = 0; j < group; j++) {
+            const float *q = ctx->q + (t0 + t) * qd + (g * group + j) * hd;
+            float *dst = Q + (t * group + j) * hd;
+            for (size_t i = 0; i < hd; i++) dst[i] = q[i] * scale;
+        }
+    /* which cells each token sees */
+    uint32_t hi = ctx->used_hi, chi = 0;
     int64_t window = m->arch.sliding_window; /* Mistral: a query sees the last `window` positions */
-    for (uint32_t c = 0; c < hi; c++) {
-        const kv_cell *cell = &ctx->cells[c];
-        scores[c] = -FLT_MAX;
-        if (!(cell->seqs & bit) || (!J->bidirectional && cell->pos > pos)) continue;
-        if (window > 0 && (int64_t)pos - cell->pos >= window) continue;
-        const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
-        float s = dot(k, q, (size_t)hd) * scale;
-        scores[c] = s;
-        if (s > mx) mx = s;
+    for (size_t t = 0; t < nt; t++) {
+        uint64_t bit = (uint64_t)1 << J->items[t0 + t].seq;
+        int32_t pos = J->items[t0 + t].pos;
+        uint8_t *v = vis + t * ncp;
+        for (uint32_t c = 0; c < hi; c++) {
+            const kv_cell *cell = &ctx->cells[c];
+            int ok = (cell->seqs & bit) && (J->bidirectional || cell->pos <= pos) &&
+                     !(window > 0 && (int64_t)pos - cell->pos >= window);
+            v[c] = (uint8_t)ok;
+            if (ok && c + 1 > chi) chi = c + 1;
+        }
     }
-    float sum = 0;
-    for (uint32_t c = 0; c < hi; c++) {
-        if (scores[c] == -FLT_MAX) continue;
-        scores[c] = expf(scores[c] - mx);
-        sum += scores[c];
+    size_t nblk = (chi + 15) / 16;
+    const int f32 = ctx->p.kv_type == LLMOPS_KV_F32;
+    /* scores */
+    for (size_t b = 0; b < nblk; b++) {
+        size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
+        int any = 0;
+        for (size_t t = 0; t < nt && !any; t++)
+            for (size_t c = 0; c < nc; c++) any |= vis[t * ncp + c0 + c];
+        blk[b] = (uint8_t)any;
+        if (!any) continue;
+        for (size_t c = 0; c < nc; c++) {
+            const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
+            if (f32) memcpy(Vb, k, hd * sizeof(float));
+            else K->cvt_f16(k, Vb, hd);
+            for (size_t i = 0; i < hd; i++) Kt[i * 16 + c] = Vb[i];
+        }
+        for (size_t c = nc; c < 16; c++)
+            for (size_t i = 0; i < hd; i++) Kt[i * 16 + c] = 0;
+        K->qk16(Q, nq, hd, Kt, S + c0, ncp);
     }
-    memset(out, 0, (size_t)hd * sizeof(float));
-    if (sum <= 0) return;
-    for (uint32_t c = 0; c < hi; c++) {
-        if (scores[c] == -FLT_MAX || scores[c] == 0) continue;
-        const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, c) + (size_t)(g * hd) * ctx->kv_elt;
-        axpy(v, scores[c] / sum, out, (size_t)hd);
+    /* softmax per row; invisible cells get weight 0 */
+    float *sums = Q; /* the queries are no longer needed: nq <= nq_max·hd */
+    for (size_t r = 0; r < nq; r++) {
+        float *s = S + r * ncp;
+        const uint8_t *v = vis + (r / group) * ncp;
+        float mx = -INFINITY, sum = 0;
+        for (size_t c = 0; c < chi; c++)
+            if (blk[c / 16] && v[c] && s[c] > mx) mx = s[c];
+        for (size_t c = 0; c < chi; c++) {
+            float e = blk[c / 16] && v[c] ? expf(s[c] - mx) : 0.0f;
+            s[c] = e;
+            sum += e;
+        }
+        sums[r] = sum;
+    }
+    memset(O, 0, nq * hd * sizeof(float));
+    for (size_t b = 0; b < nblk; b++) {
+        if (!blk[b]) continue;
+        size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
+        for (size_t c = 0; c < nc; c++) {
+            const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
+            if (f32) memcpy(Vb + c * hd, v, hd * sizeof(float));
+            else K->cvt_f16(v, Vb + c * hd, hd);
+        }
+        K->pv(S + c0, ncp, nq, Vb, nc, hd, O);
+    }
+    for (size_t r = 0; r < nq; r++) {
+        size_t t = r / group, j = r % group;
+        float *out = ctx->att + (t0 + t) * qd + (g * group + j) * hd;
+        float inv = sums[r] > 0 ? 1.0f / sums[r] : 0.0f;
+        for (size_t i = 0; i < hd; i++) out[i] = O[r * hd + i] * inv;
     }
 }
 
 static void attend_range(void *vjob, size_t begin, size_t end, int ith) {
-    attn_job *J = vjob;
-    float *scores = J->ctx->scores + (size_t)ith * J->ctx->n_cells;
-    int64_t nh = J->ctx->m->arch.n_heads;
-    for (size_t w = begin; w < end; w++) attend_one(J, w / (size_t)nh, (int64_t)(w % (size_t)nh), scores);
+    for (size_t w = begin; w < end; w++) attend_block(vjob, w, ith);
 }
 
 /* ---- the cache's cells ------------------------------------------------------------------------ */
@@ -307,7 +372,8 @@ llmops_status llmops_context_create(const llmops_model *m, const llmops_context_
     ctx->cells = llmops_calloc(n_ctx, sizeof *ctx->cells);
     ctx->k = llmops_malloc(per ? per : 1);
     ctx->v = llmops_malloc(per ? per : 1);
-    ctx->scores = llmops_malloc((size_t)llmops_threadpool_n_threads(ctx->pool) * n_ctx * sizeof(float));
+    ctx->attn_stride = attn_stride_of(m, n_ctx, &ctx->attn_qblk);
+    ctx->scores = llmops_malloc((size_t)llmops_threadpool_n_threads(ctx->pool) * ctx->attn_stride * sizeof(float));
     ctx->out_width = m->arch.family == LLMOPS_ARCH_BERT ? (size_t)m->arch.hidden_size : (size_t)m->arch.vocab_size;
     if (!ctx->cells || !ctx->k || !ctx->v || !ctx->scores) {
         st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a KV cache of %u cells (%zu bytes)", n_ctx, 2 * per);
@@ -418,8 +484,9 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         }
         attn_job J = {ctx, it, cell_of, n, l, bert};
         size_t work = n * (size_t)a->n_heads * ctx->used_hi * hd;
-        if (work >= (1u << 15)) llmops_threadpool_parallel_for(ctx->pool, n * (size_t)a->n_heads, 1, attend_range, &J);
-        else attend_range(&J, 0, n * (size_t)a->n_heads, 0);
+        size_t items = (n + ctx->attn_qblk - 1) / ctx->attn_qblk * (size_t)a->n_kv_heads;
+        if (work >= (1u << 15)) llmops_threadpool_parallel_for(ctx->pool, items, 1, attend_range, &J);
+        else attend_range(&J, 0, items, 0);
         linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->h);
         if (ctx->n_lora) lora_apply(ctx, l, LW_O, ctx->att, n, ctx->h);
         for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];

@@ -63,7 +63,10 @@ struct llmops_context {
     size_t *out_index;         /* item → row in out, or SIZE_MAX */
     size_t out_cap_items, out_rows_cap, out_width;
     /* scratch, sized for n_batch tokens */
-    float *x, *h, *q, *kk, *vv, *att, *ff1, *ff2, *scores, *wtmp;
+    float *x, *h, *q, *kk, *vv, *att, *ff1, *ff2, *wtmp;
+    /* attention scratch, attn_stride floats per thread (see attend_block) */
+    float *scores;
+    size_t attn_stride, attn_qblk;
     uint32_t scratch_tokens;
     /* LoRA adapters applied after the adapted products (src/model/lora.c) */
     const struct llmops_adapter **lora;
@@ -78,6 +81,13 @@ typedef struct {
     float (*dot_f16)(const void *k, const float *q, size_t n);
     void (*axpy_f32)(const void *v, float a, float *y, size_t n);
     void (*axpy_f16)(const void *v, float a, float *y, size_t n);
+    /* S[r·lds + j] = Σ_i Q[r·hd + i] · Kt[i·16 + j], r < nq, j < 16: scores of nq queries against 16
+     * keys stored transposed (hd × 16) */
+    void (*qk16)(const float *Q, size_t nq, size_t hd, const float *Kt, float *S, size_t lds);
+    /* O[r·hd + i] += Σ_{c < nc} P[r·lds + c] · V[c·hd + i], r < nq: weighted sums of nc value rows */
+    void (*pv)(const float *P, size_t lds, size_t nq, const float *V, size_t nc, size_t hd, float *O);
+    /* dst[i] = the f16 src[i] as a float */
+    void (*cvt_f16)(const void *src, float *dst, size_t n);
 } attn_kernels;
 const attn_kernels *attn_kernels_get(int force_scalar);
 
