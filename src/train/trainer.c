@@ -97,12 +97,13 @@ struct llmops_trainer {
     owned_buf *own;
     size_t n_own, cap_own;
     uint64_t bytes_now, bytes_peak;
-    /* activations and scratch, sized for cap_n tokens, cap_T positions, cap_sets layer sets */
-    size_t cap_n;
+    /* activations and scratch: set 0, xs and scratch for cap_n tokens and cap_T positions; the other
+     * layers' sets (lay_block) for cap_nl tokens, sets 1 .. cap_sets-1 */
+    size_t cap_n, cap_nl;
     int cap_T, cap_sets;
-    void *act_block, *scr_block;
-    size_t act_bytes, scr_bytes;
-    lacts *sets;            /* (cap_sets) */
+    void *act_block, *scr_block, *lay_block;
+    size_t act_bytes, scr_bytes, lay_bytes;
+    lacts *sets;            /* (n_layers) */
     float *xs, *hf, *rsf, *muf;
     float *dkvh;            /* (n, 2·qd) GQA: per-head dk | dv before the sum over each group */
     float *h, *dx, *dhn, *dqkv, *datt, *dff, *dh, *du, *xdrop;
@@ -656,6 +657,7 @@ void llmops_trainer_free(llmops_trainer *t) {
     llmops_free(t->own);
     llmops_free(t->act_block);
     llmops_free(t->scr_block);
+    llmops_free(t->lay_block);
     llmops_free(t->sets);
     llmops_free(t->t);
     llmops_free(t->layers);
@@ -726,7 +728,9 @@ static llmops_status create_common(const llmops_arch *a, const llmops_model *m, 
     t->blas_threads = gm && !strcmp(gm, "blas") ? t->nth : 1;
     t->mm.gemm_pool = t->blas_threads > 1 ? NULL : t->pool;
     t->layers = llmops_calloc((size_t)a->n_layers, sizeof *t->layers);
-    if (!t->layers) {
+    t->sets = llmops_calloc((size_t)a->n_layers, sizeof *t->sets);
+    t->cap_sets = 1;
+    if (!t->layers || !t->sets) {
         st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -839,29 +843,41 @@ static float *carve_f(float *base, size_t *cur, size_t n) {
     return p;
 }
 
-static size_t layout_acts(llmops_trainer *t, float *base, size_t n, int sets) {
+/* One layer's activation set of n tokens, carved from base at *cur (a NULL base only counts). */
+static void carve_set(llmops_trainer *t, float *base, size_t *cur, size_t n, lacts *A) {
+    dims D = dims_of(t);
+    A->hn1 = carve_f(base, cur, n * D.d);
+    A->rs1 = carve_f(base, cur, n);
+    A->mu1 = carve_f(base, cur, n);
+    A->qkv = carve_f(base, cur, n * D.W);
+    A->att = carve_f(base, cur, n * D.qd);
+    A->xmid = carve_f(base, cur, n * D.d);
+    A->hn2 = carve_f(base, cur, n * D.d);
+    A->rs2 = carve_f(base, cur, n);
+    A->mu2 = carve_f(base, cur, n);
+    A->ff = carve_f(base, cur, n * D.F);
+    for (int s = 0; s < LIN_N; s++) A->u[s] = NULL;
+    for (int s = 0; s < t->n_lora_slots; s++) A->u[s] = carve_f(base, cur, n * D.r);
+}
+
+/* Set 0 (the only one evaluation and recompute use) and the residual stream. */
+static size_t layout_acts(llmops_trainer *t, float *base, size_t n) {
     dims D = dims_of(t);
     size_t cur = 0;
-    for (int k = 0; k < sets; k++) {
-        lacts *A = base ? &t->sets[k] : NULL, dummy;
-        if (!A) A = &dummy;
-        A->hn1 = carve_f(base, &cur, n * D.d);
-        A->rs1 = carve_f(base, &cur, n);
-        A->mu1 = carve_f(base, &cur, n);
-        A->qkv = carve_f(base, &cur, n * D.W);
-        A->att = carve_f(base, &cur, n * D.qd);
-        A->xmid = carve_f(base, &cur, n * D.d);
-        A->hn2 = carve_f(base, &cur, n * D.d);
-        A->rs2 = carve_f(base, &cur, n);
-        A->mu2 = carve_f(base, &cur, n);
-        A->ff = carve_f(base, &cur, n * D.F);
-        for (int s = 0; s < LIN_N; s++) A->u[s] = NULL;
-        for (int s = 0; s < t->n_lora_slots; s++) A->u[s] = carve_f(base, &cur, n * D.r);
-    }
+    lacts dummy;
+    carve_set(t, base, &cur, n, base ? &t->sets[0] : &dummy);
     t->xs = carve_f(base, &cur, (size_t)(D.L + 1) * n * D.d);
     t->hf = carve_f(base, &cur, n * D.d);
     t->rsf = carve_f(base, &cur, n);
     t->muf = carve_f(base, &cur, n);
+    return cur;
+}
+
+/* Sets 1 .. sets-1: the other layers' activations, kept only when training without recompute. */
+static size_t layout_layers(llmops_trainer *t, float *base, size_t n, int sets) {
+    size_t cur = 0;
+    lacts dummy;
+    for (int k = 1; k < sets; k++) carve_set(t, base, &cur, n, base ? &t->sets[k] : &dummy);
     return cur;
 }
 
@@ -897,43 +913,70 @@ static size_t layout_scratch(llmops_trainer *t, float *base, size_t n, int T) {
     return cur;
 }
 
+static void free_layer_block(llmops_trainer *t) {
+    if (t->lay_block) count_bytes(t, -(int64_t)t->lay_bytes);
+    llmops_free(t->lay_block);
+    t->lay_block = NULL;
+    t->cap_nl = 0;
+    t->cap_sets = 1;
+}
+
 static void free_buffers(llmops_trainer *t) {
     if (t->act_block) count_bytes(t, -(int64_t)t->act_bytes);
     if (t->scr_block) count_bytes(t, -(int64_t)t->scr_bytes);
     llmops_free(t->act_block);
     llmops_free(t->scr_block);
-    llmops_free(t->sets);
     t->act_block = t->scr_block = NULL;
-    t->sets = NULL;
     t->cap_n = 0;
-    t->cap_T = t->cap_sets = 0;
+    t->cap_T = 0;
 }
 
-/* Activation and scratch buffers for n tokens of rows of T positions, `sets` layers kept. */
+static llmops_status nomem_acts(size_t n, size_t floats, llmops_error *err) {
+    return llmops_error_set(err, LLMOPS_ERR_NOMEM,
+                            "out of memory for the activations of %zu tokens (%zu MiB; try recompute or a smaller batch)", n,
+                            floats * sizeof(float) >> 20);
+}
+
+/*
+ * Activation and scratch buffers for n tokens in rows of T positions, `sets` layers kept. Set 0,
+ * the residual stream and the scratch grow with the largest batch seen; the other layers' sets
+ * (training without recompute) are a separate block, so an evaluation of a larger batch does not
+ * make every layer's set grow.
+ */
 static llmops_status ensure_buffers(llmops_trainer *t, size_t n, int T, int sets, llmops_error *err) {
-    if (t->act_block && n <= t->cap_n && T <= t->cap_T && sets <= t->cap_sets) return LLMOPS_OK;
-    size_t cn = n > t->cap_n ? n : t->cap_n;
-    int cT = T > t->cap_T ? T : t->cap_T, cs = sets > t->cap_sets ? sets : t->cap_sets;
-    free_buffers(t);
-    size_t fa = layout_acts(t, NULL, cn, cs), fs = layout_scratch(t, NULL, cn, cT);
-    t->sets = llmops_calloc((size_t)cs, sizeof *t->sets);
-    t->act_block = t->sets ? llmops_malloc(fa * sizeof(float)) : NULL;
-    t->scr_block = t->act_block ? llmops_malloc(fs * sizeof(float)) : NULL;
-    if (!t->scr_block) {
+    if (!t->act_block || n > t->cap_n || T > t->cap_T) {
+        size_t cn = n > t->cap_n ? n : t->cap_n;
+        int cT = T > t->cap_T ? T : t->cap_T;
         free_buffers(t);
-        return llmops_error_set(err, LLMOPS_ERR_NOMEM,
-                                "out of memory for the activations of %zu tokens (%zu MiB; try recompute or a smaller batch)",
-                                cn, (fa + fs) * sizeof(float) >> 20);
+        size_t fa = layout_acts(t, NULL, cn), fs = layout_scratch(t, NULL, cn, cT);
+        t->act_block = llmops_malloc(fa * sizeof(float));
+        t->scr_block = t->act_block ? llmops_malloc(fs * sizeof(float)) : NULL;
+        if (!t->scr_block) {
+            free_buffers(t);
+            return nomem_acts(cn, fa + fs, err);
+        }
+        t->act_bytes = fa * sizeof(float);
+        t->scr_bytes = fs * sizeof(float);
+        count_bytes(t, (int64_t)(t->act_bytes + t->scr_bytes));
+        t->cap_n = cn;
+        t->cap_T = cT;
+        layout_acts(t, t->act_block, cn);
+        layout_scratch(t, t->scr_block, cn, cT);
+        if (t->arch.pos == LLMOPS_POS_ROPE) tops_rope_table(t->rope_freqs, t->arch.rope_dim, cT, t->rope_cs, t->rope_sn);
     }
-    t->act_bytes = fa * sizeof(float);
-    t->scr_bytes = fs * sizeof(float);
-    count_bytes(t, (int64_t)(t->act_bytes + t->scr_bytes));
-    t->cap_n = cn;
-    t->cap_T = cT;
-    t->cap_sets = cs;
-    layout_acts(t, t->act_block, cn, cs);
-    layout_scratch(t, t->scr_block, cn, cT);
-    if (t->arch.pos == LLMOPS_POS_ROPE) tops_rope_table(t->rope_freqs, t->arch.rope_dim, cT, t->rope_cs, t->rope_sn);
+    if (sets > 1 && (!t->lay_block || n > t->cap_nl || sets > t->cap_sets)) {
+        size_t cn = n > t->cap_nl ? n : t->cap_nl;
+        int cs = sets > t->cap_sets ? sets : t->cap_sets;
+        free_layer_block(t);
+        size_t fl = layout_layers(t, NULL, cn, cs);
+        t->lay_block = llmops_malloc(fl * sizeof(float));
+        if (!t->lay_block) return nomem_acts(cn, fl, err);
+        t->lay_bytes = fl * sizeof(float);
+        count_bytes(t, (int64_t)t->lay_bytes);
+        t->cap_nl = cn;
+        t->cap_sets = cs;
+        layout_layers(t, t->lay_block, cn, cs);
+    }
     return LLMOPS_OK;
 }
 

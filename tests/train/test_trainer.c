@@ -680,3 +680,33 @@ TEST(trainer_allocation_failures) {
     }
     llmops_model_free(m);
 }
+
+/* An evaluation of a larger batch grows only the buffers it uses, not every layer's activations. */
+TEST(trainer_eval_of_larger_batch_keeps_memory_bounded) {
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(stories(), NULL, &m, &err), err);
+    int32_t tok[8 * 16], tgt[8 * 16];
+    make_batch(tok, tgt, 8 * 16, 512, 0);
+    llmops_trainer_params p;
+    llmops_trainer_params_init(&p);
+    p.n_threads = 1;
+    llmops_trainer *a, *b;
+    CHECK_OK(llmops_trainer_create(m, &p, &a, &err), err);
+    CHECK_OK(llmops_trainer_create(m, &p, &b, &err), err);
+    double la, lb, l1, l2;
+    int64_t c;
+    CHECK_OK(llmops_trainer_forward_backward(a, tok, tgt, 1, 16, 1.0f, &la, &c, &err), err);
+    CHECK_OK(llmops_trainer_eval(a, tok, tgt, 8, 16, &l1, &c, &err), err);
+    CHECK_OK(llmops_trainer_forward_backward(b, tok, tgt, 8, 16, 1.0f, &lb, &c, &err), err);
+    CHECK_OK(llmops_trainer_eval(b, tok, tgt, 8, 16, &l2, &c, &err), err);
+    CHECK(l1 == l2);
+    CHECK_MSG(llmops_trainer_peak_bytes(a) < llmops_trainer_peak_bytes(b), "%llu vs %llu",
+              (unsigned long long)llmops_trainer_peak_bytes(a), (unsigned long long)llmops_trainer_peak_bytes(b));
+    /* training again on the small batch after the large evaluation still works */
+    CHECK_OK(llmops_trainer_forward_backward(a, tok, tgt, 1, 16, 1.0f, &l1, &c, &err), err);
+    CHECK(l1 == la);
+    llmops_trainer_free(a);
+    llmops_trainer_free(b);
+    llmops_model_free(m);
+}
