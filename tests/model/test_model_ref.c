@@ -20,56 +20,15 @@
 static int have_torch(void) {
     return system(PY " -c 'import torch, numpy' >/dev/null 2>&1") == 0;
 }
-
-/* Runs a command and reads all its stdout (caller frees); NULL on failure. */
-static char *run(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 65536 > cap) buf = realloc(buf, cap *= 2);
-        size_t n = fread(buf + len, 1, 65536, p);
-        len += n;
-        if (n == 0) break;
-    }
-    buf[len] = '\0';
-    if (pclose(p) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-static float *parse_floats(const char *s, size_t *n) {
-    size_t cap = 1024;
-    float *v = malloc(cap * sizeof *v);
-    *n = 0;
-    char *end;
-    for (const char *p = s;; p = end) {
-        float f = strtof(p, &end);
-        if (end == p) break;
-        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[(*n)++] = f;
-    }
-    return v;
-}
-
-static const char *oracle(const char *script) {
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/tests/oracle/%s", test_repo_root(), script);
-    return path;
-}
-
 TEST(model_ref_stories260k_greedy_matches_pytorch) {
     if (!have_torch()) SKIP("python3-torch is not installed");
     char model[1024], cmd[4096];
     snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", test_repo_root());
-    snprintf(cmd, sizeof cmd, PY " %s generate --model %s --tokens 1 -n 200 --greedy", oracle("torch_ref.py"), model);
-    char *out = run(cmd);
+    snprintf(cmd, sizeof cmd, PY " %s generate --model %s --tokens 1 -n 200 --greedy", test_oracle("torch_ref.py"), model);
+    char *out = test_run_capture(cmd);
     CHECK_MSG(out != NULL, "%s failed", cmd);
     size_t n_ref;
-    float *ref = parse_floats(out, &n_ref);
+    float *ref = test_parse_floats(out, &n_ref);
     CHECK(n_ref == 200);
     llmops_error err = {0};
     llmops_model *m;
@@ -142,10 +101,10 @@ static float *torch_logits(const char *path, size_t *n) {
     char cmd[4096], toks[512];
     size_t o = 0;
     for (size_t i = 0; i < N_TOKS; i++) o += (size_t)snprintf(toks + o, sizeof toks - o, i ? ",%d" : "%d", k_toks[i]);
-    snprintf(cmd, sizeof cmd, PY " %s logits --model %s --tokens %s", oracle("torch_ref.py"), path, toks);
-    char *out = run(cmd);
+    snprintf(cmd, sizeof cmd, PY " %s logits --model %s --tokens %s", test_oracle("torch_ref.py"), path, toks);
+    char *out = test_run_capture(cmd);
     if (!out) return NULL;
-    float *v = parse_floats(out, n);
+    float *v = test_parse_floats(out, n);
     free(out);
     return v;
 }
@@ -166,7 +125,7 @@ static void random_model_paths(const char *arch, const char *extra, double tol, 
     if (!have_torch()) SKIP("python3-torch is not installed");
     const char *dir = test_tmpfile(arch);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, PY " %s --arch %s --out %s --size tiny --seed 3 %s >/dev/null", oracle("make_random_model.py"),
+    snprintf(cmd, sizeof cmd, PY " %s --arch %s --out %s --size tiny --seed 3 %s >/dev/null", test_oracle("make_random_model.py"),
              arch, dir, extra);
     CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
     size_t n_ref;
@@ -230,7 +189,7 @@ TEST(model_ref_bert_embeddings) {
     if (!have_torch()) SKIP("python3-torch is not installed");
     const char *dir = test_tmpfile("bert");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, PY " %s --arch bert --out %s --size tiny --seed 5 >/dev/null", oracle("make_random_model.py"), dir);
+    snprintf(cmd, sizeof cmd, PY " %s --arch bert --out %s --size tiny --seed 5 >/dev/null", test_oracle("make_random_model.py"), dir);
     CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
     llmops_error err = {0};
     llmops_model *m;
@@ -247,12 +206,12 @@ TEST(model_ref_bert_embeddings) {
     size_t d = (size_t)llmops_model_arch(m)->hidden_size;
     float *mine = malloc(d * sizeof(float));
     for (int pooling = 0; pooling < 2; pooling++) {
-        snprintf(cmd, sizeof cmd, PY " %s embed --model %s --tokens %s --pooling %s", oracle("torch_ref.py"), dir, toks,
+        snprintf(cmd, sizeof cmd, PY " %s embed --model %s --tokens %s --pooling %s", test_oracle("torch_ref.py"), dir, toks,
                  pooling ? "cls" : "mean");
-        char *out = run(cmd);
+        char *out = test_run_capture(cmd);
         CHECK(out != NULL);
         size_t n;
-        float *ref = parse_floats(out, &n);
+        float *ref = test_parse_floats(out, &n);
         free(out);
         CHECK_EQ_INT(n, d);
         CHECK_OK(llmops_embed(m, ctx, text, pooling ? LLMOPS_POOLING_CLS : LLMOPS_POOLING_MEAN, 1, mine, &err), err);

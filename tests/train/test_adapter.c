@@ -30,45 +30,6 @@ static int have_oracle(void) {
     return system(cmd) == 0;
 }
 
-static char *run(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 65536 > cap) buf = realloc(buf, cap *= 2);
-        size_t n = fread(buf + len, 1, 65536, p);
-        len += n;
-        if (n == 0) break;
-    }
-    buf[len] = '\0';
-    if (pclose(p) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-static float *parse_floats(const char *s, size_t *n) {
-    size_t cap = 1024;
-    float *v = malloc(cap * sizeof *v);
-    *n = 0;
-    char *end;
-    for (const char *p = s;; p = end) {
-        float f = strtof(p, &end);
-        if (end == p) break;
-        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[(*n)++] = f;
-    }
-    return v;
-}
-
-static const char *oracle(const char *script) {
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/tests/oracle/%s", test_repo_root(), script);
-    return path;
-}
-
 /* max |a-b| relative to max |b| */
 static double rel_err(const float *a, const float *b, size_t n) {
     double md = 0, mb = 0;
@@ -89,7 +50,7 @@ static const char *make_model(const char *arch, int seed) {
     static char dir[1024]; /* test_tmpfile's buffers rotate */
     snprintf(dir, sizeof dir, "%s", test_tmpfile(arch));
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, PY " %s --arch %s --out %s --size tiny --seed %d >/dev/null", oracle("make_random_model.py"),
+    snprintf(cmd, sizeof cmd, PY " %s --arch %s --out %s --size tiny --seed %d >/dev/null", test_oracle("make_random_model.py"),
              arch, dir, seed);
     return system(cmd) == 0 ? dir : NULL;
 }
@@ -137,10 +98,10 @@ done:
 /* PyTorch logits; adapters as "DIR" or "DIR:SCALE". */
 static float *torch_logits(const char *model, const char *adapter_args, size_t *n) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, PY " %s logits --model %s %s --ids " IDS, oracle("torch_train_ref.py"), model, adapter_args);
-    char *out = run(cmd);
+    snprintf(cmd, sizeof cmd, PY " %s logits --model %s %s --ids " IDS, test_oracle("torch_train_ref.py"), model, adapter_args);
+    char *out = test_run_capture(cmd);
     if (!out) return NULL;
-    float *v = parse_floats(out, n);
+    float *v = test_parse_floats(out, n);
     free(out);
     return v;
 }
@@ -258,7 +219,7 @@ static void peft_and_gguf_match_pytorch(const char *arch_name) {
                 " print('config', c['peft_type'], c['task_type'], c['r'], c['lora_alpha'], c['bias'], c['fan_in_fan_out'],"
                 " c['inference_mode'], ','.join(sorted(c['target_modules'])))\"",
              test_repo_root(), peft, peft);
-    char *listing = run(cmd);
+    char *listing = test_run_capture(cmd);
     CHECK_MSG(listing != NULL, "%s failed", cmd);
     int gpt2 = a.family == LLMOPS_ARCH_GPT2;
     char want[512];
@@ -300,7 +261,7 @@ static void peft_and_gguf_match_pytorch(const char *arch_name) {
                 test_repo_root(), glora, peft, !gpt2, (int)a.n_kv_heads, a.family == LLMOPS_ARCH_LLAMA);
         fclose(fp);
         snprintf(cmd, sizeof cmd, PY " %s", script);
-        char *gl = run(cmd);
+        char *gl = test_run_capture(cmd);
         CHECK_MSG(gl != NULL, "%s failed", cmd);
         snprintf(want, sizeof want, "kv adapter lora 8.0 %s problems 0", arch_name);
         CHECK_MSG(strstr(gl, want) != NULL, "'%s' missing in:\n%s", want, gl);
@@ -398,7 +359,7 @@ TEST(adapter_two_oracle_adapters_with_scales) {
     snprintf(cmd, sizeof cmd,
              PY " %s make-adapter --model %s --out %s --rank 4 --alpha 8 --targets q,k,v,o --seed 1 >/dev/null && " PY
                 " %s make-adapter --model %s --out %s --rank 2 --alpha 4 --targets gate,up,down,q --seed 2 --rslora >/dev/null",
-             oracle("torch_train_ref.py"), dir, a1, oracle("torch_train_ref.py"), dir, a2);
+             test_oracle("torch_train_ref.py"), dir, a1, test_oracle("torch_train_ref.py"), dir, a2);
     CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
     llmops_error err = {0};
     CHECK_OK(llmops_convert(dir, gguf, NULL, &err), err);
@@ -439,7 +400,7 @@ static void merge_check(const char *arch_name) {
     snprintf(a2, sizeof a2, "%s.a2.gguf", dir);
     const char *targets = strcmp(arch_name, "gpt2") ? "q,k,v,o,gate,up,down" : "qkv,o,up,down";
     snprintf(cmd, sizeof cmd, PY " %s make-adapter --model %s --out %s --rank 4 --alpha 8 --targets %s --seed 3 >/dev/null",
-             oracle("torch_train_ref.py"), dir, a1, targets);
+             test_oracle("torch_train_ref.py"), dir, a1, targets);
     CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
     llmops_error err = {0};
     /* a second adapter as GGUF LoRA (converted from the first loaded on the base) */

@@ -27,32 +27,6 @@ static int write_file(const char *path, const char *text) {
     return fclose(f) == 0 && ok;
 }
 
-static char *run_capture(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap + 1);
-    while (buf && (r = fread(buf + n, 1, cap - n, p)) > 0) {
-        n += r;
-        if (n == cap) {
-            char *nb = realloc(buf, (cap *= 2) + 1);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf = nb;
-            }
-        }
-    }
-    int rc = pclose(p);
-    if (!buf || rc != 0) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 static llmops_tokenizer *stories_tok(void) {
     static char path[4096];
     snprintf(path, sizeof path, "%s/models/stories260K/tok512.bin", test_repo_root());
@@ -146,7 +120,7 @@ TEST(data_csv_matches_python_csv) {
                         "except csv.Error:\n"
                         "  print(json.dumps('error'))\n\" '%s'",
                  path);
-        char *want = run_capture(cmd);
+        char *want = test_run_capture(cmd);
         CHECK_MSG(want != NULL, "python failed on case %zu", c);
         want[strcspn(want, "\n")] = 0;
         char *got = our_csv(csv_cases[c]);
@@ -351,7 +325,7 @@ TEST(data_chat_masks_assistant_turns) {
         CHECK(write_file(cpath, ctx));
         char cmd[4096];
         snprintf(cmd, sizeof cmd, PYTHON " '%s/tests/tokenizer/render_jinja.py' '%s' '%s'", test_repo_root(), tpath, cpath);
-        char *out = run_capture(cmd);
+        char *out = test_run_capture(cmd);
         CHECK(out);
         json_t *res = json_loads(out, 0, &je);
         free(out);
@@ -881,7 +855,7 @@ TEST(data_chat_phi3_vocab_trains_end_of_turn) {
     CHECK(write_file(path, line) && write_file(tpath, tmpl) && write_file(cpath, ctx));
     char cmd[4096];
     snprintf(cmd, sizeof cmd, PYTHON " '%s/tests/tokenizer/render_jinja.py' '%s' '%s'", test_repo_root(), tpath, cpath);
-    char *out = run_capture(cmd);
+    char *out = test_run_capture(cmd);
     CHECK(out);
     json_error_t je;
     json_t *res = json_loads(out, 0, &je);

@@ -32,33 +32,6 @@ static int have_torch(void) {
     return system(PY " -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec(\"torch\") and "
                      "u.find_spec(\"numpy\")))' >/dev/null 2>&1") == 0;
 }
-
-/* Runs a command and reads all its stdout (caller frees); NULL on failure. */
-static char *run_cmd(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 4096 > cap) buf = realloc(buf, cap *= 2);
-        size_t n = fread(buf + len, 1, 4096, p);
-        len += n;
-        if (n == 0) break;
-    }
-    buf[len] = '\0';
-    if (pclose(p) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-static const char *oracle_path(const char *script) {
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/tests/oracle/%s", test_repo_root(), script);
-    return path;
-}
-
 /* "KEY N VALUE" or "KEY VALUE" line of the oracle's stdout; NAN if absent. */
 static double out_value(const char *out, const char *key, int idx) {
     char pat[64];
@@ -80,7 +53,7 @@ static const char *make_model(const char *arch, const char *size, const char *ex
     static char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s-%s", test_tmpdir(), arch, size);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, PY " %s --arch %s --size %s --seed 3 --out %s %s >/dev/null", oracle_path("make_random_model.py"),
+    snprintf(cmd, sizeof cmd, PY " %s --arch %s --size %s --seed 3 --out %s %s >/dev/null", test_oracle("make_random_model.py"),
              arch, size, dir, extra ? extra : "");
     return system(cmd) == 0 ? dir : NULL;
 }
@@ -431,8 +404,8 @@ static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
     oracle_train_args(c, args, sizeof args);
     for (int v = 0; v < n_var; v++) {
         snprintf(cmd, sizeof cmd, PY " %s grads --model %s %s %s --init %s --batch %s %s --logits-out %s --out %s",
-                 oracle_path("torch_train_ref.py"), dir, margs, variants[v], init, bpath, args, lpath, opath);
-        char *out = run_cmd(cmd);
+                 test_oracle("torch_train_ref.py"), dir, margs, variants[v], init, bpath, args, lpath, opath);
+        char *out = test_run_capture(cmd);
         CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
         ref_loss = out_value(out, "loss_sum", -1);
         ref_cnt = out_value(out, "n_counted", -1);
@@ -636,9 +609,9 @@ static void adamw_case(const ref_case *c, double lr) {
     snprintf(tag, sizeof tag, "%s %s %s adamw", c->arch, c->size, method_name(c->method));
 
     /* the optimizer alone, on the engine's gradients */
-    snprintf(cmd, cmd_cap, PY " %s adamw --moments --init %s %s %s --out %s", oracle_path("torch_train_ref.py"), init, gargs,
+    snprintf(cmd, cmd_cap, PY " %s adamw --moments --init %s %s %s --out %s", test_oracle("torch_train_ref.py"), init, gargs,
              sched, apath);
-    char *out = run_cmd(cmd);
+    char *out = test_run_capture(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     for (int s = 0; s < N_STEPS; s++) {
         double rl = out_value(out, "lr", s), rn = out_value(out, "norm", s);
@@ -686,8 +659,8 @@ static void adamw_case(const ref_case *c, double lr) {
     char targs[256];
     oracle_train_args(c, targs, sizeof targs);
     snprintf(cmd, cmd_cap, PY " %s train --model %s %s --init %s --batch %s %s --steps %d %s --out %s",
-             oracle_path("torch_train_ref.py"), dir, margs, init, bpath, targs, N_STEPS, sched, epath);
-    out = run_cmd(cmd);
+             test_oracle("torch_train_ref.py"), dir, margs, init, bpath, targs, N_STEPS, sched, epath);
+    out = test_run_capture(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     for (int s = 0; s < N_STEPS; s++) {
         double rl = out_value(out, "loss", s);
@@ -723,8 +696,8 @@ TEST(train_ref_lr_schedules) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              PY " %s lr --schedule constant,linear,cosine --lr 3e-4 --min-lr 3e-5 --warmup 0,4 --total-steps 20 --steps 25",
-             oracle_path("torch_train_ref.py"));
-    char *out = run_cmd(cmd);
+             test_oracle("torch_train_ref.py"));
+    char *out = test_run_capture(cmd);
     CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
     for (int k = 0; k < 3; k++)
         for (int warm = 0; warm <= 4; warm += 4) {

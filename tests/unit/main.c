@@ -107,6 +107,54 @@ const char *test_tmpfile(const char *name) {
     return out;
 }
 
+char *test_run_capture(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap + 1);
+    while (buf && (r = fread(buf + n, 1, cap - n, p)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(buf, (cap *= 2) + 1);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    int rc = pclose(p);
+    if (!buf || rc != 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+float *test_parse_floats(const char *s, size_t *n) {
+    size_t cap = 1024;
+    float *v = malloc(cap * sizeof *v);
+    *n = 0;
+    char *end;
+    for (const char *p = s; v; p = end) {
+        while (*p == ',') p++;
+        float f = strtof(p, &end);
+        if (end == p) break;
+        if (*n == cap) {
+            float *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) free(v);
+            v = nv;
+            if (!v) break;
+        }
+        v[(*n)++] = f;
+    }
+    return v;
+}
+
+const char *test_oracle(const char *script) {
+    static char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/tests/oracle/%s", test_repo_root(), script);
+    return path;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb; (void)flag; (void)ftw;
     return remove(path);

@@ -34,6 +34,13 @@ const char *test_repo_root(void);
 const char *test_tmpdir(void);
 /* Returns a path "tmpdir/name" in a static rotating buffer. */
 const char *test_tmpfile(const char *name);
+/* Runs a shell command and returns all of its stdout (malloc'd, NUL-terminated; the caller
+ * frees), or NULL when it cannot start or exits non-zero. For driving the Python oracles. */
+char *test_run_capture(const char *cmd);
+/* The numbers in s (separated by spaces, newlines, commas), malloc'd; *n gets the count. */
+float *test_parse_floats(const char *s, size_t *n);
+/* Path of tests/oracle/SCRIPT (a static buffer, overwritten by the next call). */
+const char *test_oracle(const char *script);
 
 #define TEST(name)                                                                  \
     static void test_##name(void);                                                  \
