@@ -23,7 +23,12 @@
  *   u     (n, r)       per LoRA linear: the A-branch output (dropout applied to its input)
  * Attention scores are recomputed in the backward pass a block of queries at a
  * time (tops_attn_bwd), so no T × T matrix is kept. The LM head and the
- * cross-entropy run in chunks of counted positions.
+ * cross-entropy run in chunks of counted positions. Dropout masks are a hash
+ * of (step key, linear, element), so recomputing a layer reproduces them.
+ *
+ * Threads. One pool: matrix products are split by output columns over it
+ * with OpenBLAS single-threaded in each slice (tops_gemm_par), attention runs
+ * one (sequence, head) per task, elementwise work by rows.
  */
 #include <math.h>
 #include <stdio.h>
