@@ -7,24 +7,36 @@
  * pruned connections), and a full neighbour list is re-pruned with the same
  * heuristic.
  *
- * Memory layout (node ids are dense uint32, in insertion order):
+ * Memory layout (node ids are dense uint32, in insertion order). Per node the
+ * index holds the vector, the level-0 links and about one byte more; the
+ * bookkeeping is sized to stay under hnswlib's own per-element footprint:
  *
  *     vecs      float[cap][dim]          contiguous, 64-byte aligned (a vector of 16k
  *                                        floats is exactly k cache lines: +25% QPS
  *                                        at dim 384 over malloc's 16-byte alignment);
  *                                        unit vectors for COSINE
  *     links0    uint32[cap][1 + 2M]      level 0: [count, id, id, ...], fixed stride
- *     upper     uint32[...]              levels 1..L of node i at upper_off[i]:
- *                                        L blocks of [count, id * M], in node order
- *     labels    uint64[cap]              caller's label of each node
- *     levels    uint8[cap], flags uint8[cap] (bit 0: tombstone)
- *     map       open addressing label -> node (live labels only), linear probing,
- *               backward-shift deletion
+ *     dead      bits[cap]                tombstones
+ *     upbits    bits[cap]                node has level >= 1; uprank[w] counts the
+ *                                        set bits before word w, so the rank of a
+ *                                        node among the upper nodes is one popcount
+ *     uoff, ulevel [n_up]                per upper node (about 1 node in M): offset of
+ *                                        its links in `upper` and its level
+ *     upper     uint32[...]              levels 1..L of an upper node: L blocks of
+ *                                        [count, id * M], in node order
+ *     labels    the caller's label of each node. Dense mode (labels == NULL):
+ *               node i has label label_base + i, the common case of labels
+ *               handed out in sequence (SQLite rowids, 0..n-1), and a label is
+ *               found by subtraction. The first add that breaks the sequence
+ *               (a gap, a replacement) switches to general mode: uint64[cap]
+ *               labels plus an open-addressing map label -> node that stores
+ *               only node ids (keys are read back through labels[]), linear
+ *               probing at load <= 3/4, backward-shift deletion.
  *
- * A search marks visited nodes in a uint16 array with an epoch counter (a
- * memset only every 65535 searches) and keeps its two heaps in scratch
- * memory borrowed from a small pool, so it does not allocate in steady
- * state. Level-0 expansion first gathers the unvisited neighbours and
+ * A search marks visited nodes in a byte array with an epoch counter (a
+ * memset only every 255 searches) and keeps its two heaps in scratch
+ * memory borrowed from a small pool (adds borrow from it too), so it does
+ * not allocate in steady state. Level-0 expansion first gathers the unvisited neighbours and
  * prefetches the head of each vector, then computes distances while
  * prefetching the rest of the next one, so the memory system fetches several
  * vectors at once; the link list of each node pushed on the frontier is
@@ -105,9 +117,9 @@ typedef struct dn {
 
 /* Per-search memory. Owned by one search (or the inserting thread) at a time. */
 typedef struct scratch {
-    uint16_t *visited; /* (vcap) epoch tags                              */
+    uint8_t *visited;  /* (vcap) epoch tags                              */
     size_t vcap;
-    uint16_t epoch;
+    uint8_t epoch;
     dn *cand; /* (cand_cap) min-heap: frontier                   */
     size_t cand_cap;
     dn *top; /* (top_cap) max-heap: best ef so far            */
@@ -136,19 +148,21 @@ struct llmops_hnsw {
     float *vecs;        /* (cap, dim), 64-byte aligned inside vecs_raw */
     void *vecs_raw;
     uint32_t *links0;   /* (cap, 1 + M0)    */
-    uint64_t *labels;   /* (cap)            */
-    uint8_t *levels;    /* (cap)            */
-    uint8_t *flags;     /* (cap)            */
-    size_t *upper_off;  /* (cap)            */
+    uint64_t *dead;     /* (words(cap)) tombstone bits                      */
+    uint64_t *upbits;   /* (words(cap)) level >= 1 bits                     */
+    uint32_t *uprank;   /* (words(cap)) upper nodes before each word        */
+    size_t *uoff;       /* (ucap) offset in `upper` of the r-th upper node */
+    uint8_t *ulevel;    /* (ucap) its level                                 */
+    size_t n_up, ucap;
     uint32_t *upper;    /* (upper_cap)      */
     size_t upper_len, upper_cap;
     uint32_t entry, max_level;
 
-    uint64_t *map_keys; /* (map_cap) */
-    uint32_t *map_vals; /* (map_cap), NONE = empty slot */
+    uint64_t *labels;   /* (cap) general mode; NULL in dense mode           */
+    uint64_t label_base; /* dense mode: label of node 0                      */
+    uint32_t *map;      /* (map_cap) node ids, NONE = empty slot; general mode */
     size_t map_cap, map_len;
 
-    scratch *build;
     pthread_mutex_t pool_mu;
     scratch *pool[POOL_MAX];
     int pool_n;
@@ -165,12 +179,30 @@ static inline const float *vec_at(const llmops_hnsw *h, uint32_t id) {
     return h->vecs + (size_t)id * h->dim;
 }
 
-static inline uint32_t *links_at(const llmops_hnsw *h, uint32_t id, uint32_t level) {
-    if (level == 0) return h->links0 + (size_t)id * (1 + h->M0);
-    return h->upper + h->upper_off[id] + (size_t)(level - 1) * (1 + h->M);
+static inline int bit_at(const uint64_t *w, uint32_t id) { return (int)((w[id >> 6] >> (id & 63)) & 1u); }
+
+static inline int is_deleted(const llmops_hnsw *h, uint32_t id) { return bit_at(h->dead, id); }
+
+/* Rank of an upper node among the upper nodes (the caller knows its bit is set). */
+static inline size_t up_rank(const llmops_hnsw *h, uint32_t id) {
+    uint32_t w = id >> 6;
+    return h->uprank[w] + (size_t)__builtin_popcountll(h->upbits[w] & ((UINT64_C(1) << (id & 63)) - 1));
 }
 
-static inline int is_deleted(const llmops_hnsw *h, uint32_t id) { return h->flags[id] & FLAG_DELETED; }
+static inline uint32_t level_of(const llmops_hnsw *h, uint32_t id) {
+    return bit_at(h->upbits, id) ? h->ulevel[up_rank(h, id)] : 0;
+}
+
+static inline uint32_t *links_at(const llmops_hnsw *h, uint32_t id, uint32_t level) {
+    if (level == 0) return h->links0 + (size_t)id * (1 + h->M0);
+    return h->upper + h->uoff[up_rank(h, id)] + (size_t)(level - 1) * (1 + h->M);
+}
+
+static inline uint64_t label_of(const llmops_hnsw *h, uint32_t id) {
+    return h->labels ? h->labels[id] : h->label_base + id;
+}
+
+static inline size_t words_of(size_t n) { return (n + 63) / 64; }
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
@@ -321,7 +353,7 @@ static scratch *scratch_new(const llmops_hnsw *h) {
 }
 
 static size_t scratch_bytes(const llmops_hnsw *h, const scratch *s) {
-    return sizeof *s + s->vcap * sizeof(uint16_t) + (s->cand_cap + s->top_cap + s->sel_cap) * sizeof(dn) +
+    return sizeof *s + s->vcap + (s->cand_cap + s->top_cap + s->sel_cap) * sizeof(dn) +
            (size_t)h->dim * sizeof(float) + (h->M0 + 1) * (sizeof(uint32_t) + sizeof(dn)) +
            (LLMOPS_HNSW_MAX_LEVEL + 1) * ((size_t)h->M + 1) * sizeof(uint32_t);
 }
@@ -342,7 +374,7 @@ static int grow_dn(dn **a, size_t *cap, size_t need) {
 static int scratch_begin(const llmops_hnsw *h, scratch *s, size_t ef) {
     if (s->vcap < h->n) {
         size_t c = h->cap > h->n ? h->cap : h->n;
-        uint16_t *v = llmops_calloc(c, sizeof(uint16_t));
+        uint8_t *v = llmops_calloc(c, 1);
         if (!v) return 0;
         llmops_free(s->visited);
         s->visited = v;
@@ -351,7 +383,7 @@ static int scratch_begin(const llmops_hnsw *h, scratch *s, size_t ef) {
     }
     if (!grow_dn(&s->top, &s->top_cap, ef + 1) || !grow_dn(&s->cand, &s->cand_cap, ef + 1)) return 0;
     if (++s->epoch == 0) {
-        memset(s->visited, 0, s->vcap * sizeof(uint16_t));
+        memset(s->visited, 0, s->vcap);
         s->epoch = 1;
     }
     return 1;
@@ -379,86 +411,106 @@ static void pool_give(const llmops_hnsw *ch, scratch *s) {
 
 /* ---- label map ---------------------------------------------------------------------------- */
 
+static inline size_t map_home(const llmops_hnsw *h, uint64_t label) { return (size_t)(mix64(label) % h->map_cap); }
+
+/* The live node holding `label`, or NONE. */
 static uint32_t map_get(const llmops_hnsw *h, uint64_t label) {
+    if (!h->labels) { /* dense: node i holds label_base + i (modulo 2^64) */
+        uint64_t id = label - h->label_base;
+        return id < h->n && !is_deleted(h, (uint32_t)id) ? (uint32_t)id : NONE;
+    }
     if (!h->map_cap) return NONE;
-    size_t mask = h->map_cap - 1, i = (size_t)mix64(label) & mask;
+    size_t i = map_home(h, label);
     for (;;) {
-        uint32_t v = h->map_vals[i];
+        uint32_t v = h->map[i];
         if (v == NONE) return NONE;
-        if (h->map_keys[i] == label) return v;
-        i = (i + 1) & mask;
+        if (h->labels[v] == label) return v;
+        if (++i == h->map_cap) i = 0;
     }
 }
 
-/* Sets label -> id; the caller made room (map_reserve). */
-static void map_put(llmops_hnsw *h, uint64_t label, uint32_t id) {
-    size_t mask = h->map_cap - 1, i = (size_t)mix64(label) & mask;
-    while (h->map_vals[i] != NONE) {
-        if (h->map_keys[i] == label) {
-            h->map_vals[i] = id;
+/* General mode: sets labels[id] -> id (labels[id] already written); the caller
+ * made room (map_reserve). A slot whose node carries the same label is reused. */
+static void map_put(llmops_hnsw *h, uint32_t id) {
+    uint64_t label = h->labels[id];
+    size_t i = map_home(h, label);
+    while (h->map[i] != NONE) {
+        if (h->labels[h->map[i]] == label) {
+            h->map[i] = id;
             return;
         }
-        i = (i + 1) & mask;
+        if (++i == h->map_cap) i = 0;
     }
-    h->map_keys[i] = label;
-    h->map_vals[i] = id;
+    h->map[i] = id;
     h->map_len++;
 }
 
 static void map_del(llmops_hnsw *h, uint64_t label) {
-    if (!h->map_cap) return;
-    size_t mask = h->map_cap - 1, i = (size_t)mix64(label) & mask;
+    if (!h->labels || !h->map_cap) return;
+    size_t cap = h->map_cap, i = map_home(h, label);
     for (;;) {
-        if (h->map_vals[i] == NONE) return;
-        if (h->map_keys[i] == label) break;
-        i = (i + 1) & mask;
+        if (h->map[i] == NONE) return;
+        if (h->labels[h->map[i]] == label) break;
+        if (++i == cap) i = 0;
     }
     /* backward-shift deletion keeps every probe chain unbroken */
     size_t j = i;
     for (;;) {
-        h->map_vals[i] = NONE;
+        h->map[i] = NONE;
         for (;;) {
-            j = (j + 1) & mask;
-            if (h->map_vals[j] == NONE) {
+            if (++j == cap) j = 0;
+            if (h->map[j] == NONE) {
                 h->map_len--;
                 return;
             }
-            size_t home = (size_t)mix64(h->map_keys[j]) & mask;
+            size_t home = map_home(h, h->labels[h->map[j]]);
             /* move j into the hole at i unless its home lies cyclically in (i, j] */
             if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) continue;
             break;
         }
-        h->map_keys[i] = h->map_keys[j];
-        h->map_vals[i] = h->map_vals[j];
+        h->map[i] = h->map[j];
         i = j;
     }
 }
 
-/* Room for `n` labels at load factor <= 1/2. */
-static int map_reserve(llmops_hnsw *h, size_t n) {
-    if (n > SIZE_MAX / 4) return 0;
-    if (h->map_cap >= 2 * n && h->map_cap >= 16) return 1;
-    size_t c = h->map_cap ? h->map_cap : 16;
-    while (c < 2 * n) c *= 2;
-    uint64_t *k = llmops_malloc(c * sizeof(uint64_t));
-    uint32_t *v = llmops_malloc(c * sizeof(uint32_t));
-    if (!k || !v) {
-        llmops_free(k);
-        llmops_free(v);
-        return 0;
-    }
-    memset(v, 0xff, c * sizeof(uint32_t));
-    uint64_t *ok = h->map_keys;
-    uint32_t *ov = h->map_vals;
+/* General mode: room for `n` labels at load factor <= 3/4. `tight` sizes the
+ * table for exactly n (load 3/4, for reserve and load); otherwise it doubles
+ * so that inserting one at a time rehashes rarely. Dense mode: nothing to do. */
+static int map_reserve(llmops_hnsw *h, size_t n, int tight) {
+    if (!h->labels) return 1;
+    if (n > SIZE_MAX / 8) return 0;
+    if (h->map_cap >= 16 && 4 * n <= 3 * h->map_cap) return 1;
+    size_t c = tight ? n + n / 3 + 1 : 2 * n;
+    if (c < 16) c = 16;
+    uint32_t *m = llmops_malloc(c * sizeof(uint32_t));
+    if (!m) return 0;
+    memset(m, 0xff, c * sizeof(uint32_t));
+    uint32_t *om = h->map;
     size_t oc = h->map_cap;
-    h->map_keys = k;
-    h->map_vals = v;
+    h->map = m;
     h->map_cap = c;
     h->map_len = 0;
     for (size_t i = 0; i < oc; i++)
-        if (ov[i] != NONE) map_put(h, ok[i], ov[i]);
-    llmops_free(ok);
-    llmops_free(ov);
+        if (om[i] != NONE) map_put(h, om[i]);
+    llmops_free(om);
+    return 1;
+}
+
+/* Dense -> general mode: a labels array of cap entries and a map of the live
+ * nodes. 0 (nothing changed) when out of memory. */
+static int go_general(llmops_hnsw *h) {
+    if (h->labels) return 1;
+    uint64_t *l = llmops_malloc((h->cap ? h->cap : 1) * sizeof(uint64_t));
+    if (!l) return 0;
+    for (size_t i = 0; i < h->n; i++) l[i] = h->label_base + i;
+    h->labels = l;
+    if (!map_reserve(h, h->n - h->n_deleted + 1, 0)) {
+        h->labels = NULL;
+        llmops_free(l);
+        return 0;
+    }
+    for (size_t i = 0; i < h->n; i++)
+        if (!is_deleted(h, (uint32_t)i)) map_put(h, (uint32_t)i);
     return 1;
 }
 
@@ -525,21 +577,30 @@ void llmops_hnsw_free(llmops_hnsw *h) {
     if (!h) return;
     llmops_free(h->vecs_raw);
     llmops_free(h->links0);
-    llmops_free(h->labels);
-    llmops_free(h->levels);
-    llmops_free(h->flags);
-    llmops_free(h->upper_off);
+    llmops_free(h->dead);
+    llmops_free(h->upbits);
+    llmops_free(h->uprank);
+    llmops_free(h->uoff);
+    llmops_free(h->ulevel);
     llmops_free(h->upper);
-    llmops_free(h->map_keys);
-    llmops_free(h->map_vals);
-    scratch_free(h->build);
+    llmops_free(h->labels);
+    llmops_free(h->map);
     for (int i = 0; i < h->pool_n; i++) scratch_free(h->pool[i]);
     pthread_mutex_destroy(&h->pool_mu);
     llmops_free(h);
 }
 
-/* Grows every per-node array to `want` nodes. A partial failure leaves the
- * arrays that did grow larger than cap, which is harmless. */
+/* Grows a bit array (and zeroes the new words) from the words of `cap` nodes to those of `want`. */
+static int grow_bits(uint64_t **a, size_t cap, size_t want) {
+    uint64_t *p = llmops_reallocarray(*a, words_of(want), sizeof(uint64_t));
+    if (!p) return 0;
+    memset(p + words_of(cap), 0, (words_of(want) - words_of(cap)) * sizeof(uint64_t));
+    *a = p;
+    return 1;
+}
+
+/* Grows every per-node array to exactly `want` nodes. A partial failure leaves
+ * the arrays that did grow larger than cap, which is harmless. */
 static int grow_nodes(llmops_hnsw *h, size_t want) {
     if (want <= h->cap) return 1;
     if (want > LLMOPS_HNSW_MAX_NODES) return 0;
@@ -556,24 +617,40 @@ static int grow_nodes(llmops_hnsw *h, size_t want) {
     h->vecs = (float *)(void *)((char *)p + off);
     if (!(p = llmops_reallocarray(h->links0, want, (size_t)(1 + h->M0) * sizeof(uint32_t)))) return 0;
     h->links0 = p;
-    if (!(p = llmops_reallocarray(h->labels, want, sizeof(uint64_t)))) return 0;
-    h->labels = p;
-    if (!(p = llmops_reallocarray(h->levels, want, 1))) return 0;
-    h->levels = p;
-    if (!(p = llmops_reallocarray(h->flags, want, 1))) return 0;
-    h->flags = p;
-    if (!(p = llmops_reallocarray(h->upper_off, want, sizeof(size_t)))) return 0;
-    h->upper_off = p;
+    if (h->labels) {
+        if (!(p = llmops_reallocarray(h->labels, want, sizeof(uint64_t)))) return 0;
+        h->labels = p;
+    }
+    if (!grow_bits(&h->dead, h->cap, want) || !grow_bits(&h->upbits, h->cap, want)) return 0;
+    if (!(p = llmops_reallocarray(h->uprank, words_of(want), sizeof(uint32_t)))) return 0;
+    h->uprank = p;
     h->cap = want;
     return 1;
 }
 
+/* Room for `want` upper nodes (geometric growth). */
+static int grow_up(llmops_hnsw *h, size_t want) {
+    if (want <= h->ucap) return 1;
+    size_t c = h->ucap < 16 ? 16 : h->ucap + h->ucap / 2;
+    if (c < want) c = want;
+    void *p;
+    if (!(p = llmops_reallocarray(h->uoff, c, sizeof(size_t)))) return 0;
+    h->uoff = p;
+    if (!(p = llmops_reallocarray(h->ulevel, c, 1))) return 0;
+    h->ulevel = p;
+    h->ucap = c;
+    return 1;
+}
+
+/* Room for `want` words of upper-level links; grows by a quarter (not
+ * doubling: the spare capacity is memory the index holds, and the copy is
+ * small: about one node in M has upper levels). */
 static int grow_upper(llmops_hnsw *h, size_t want) {
     if (want <= h->upper_cap) return 1;
     size_t c = h->upper_cap ? h->upper_cap : 256;
     while (c < want) {
         if (c > SIZE_MAX / 8) return 0;
-        c *= 2;
+        c += c / 4;
     }
     uint32_t *p = llmops_reallocarray(h->upper, c, sizeof(uint32_t));
     if (!p) return 0;
@@ -586,7 +663,7 @@ llmops_status llmops_hnsw_reserve(llmops_hnsw *h, size_t n, llmops_error *err) {
     if (n > LLMOPS_HNSW_MAX_NODES)
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "hnsw: %zu nodes exceed the limit %u", n,
                                 LLMOPS_HNSW_MAX_NODES);
-    if (!grow_nodes(h, n) || !map_reserve(h, n))
+    if (!grow_nodes(h, n) || !map_reserve(h, n, 1))
         return llmops_error_set(err, LLMOPS_ERR_NOMEM, "hnsw: out of memory reserving %zu nodes", n);
     return LLMOPS_OK;
 }
@@ -630,8 +707,8 @@ enum { MODE_BUILD, MODE_BUILD_ALL, MODE_QUERY };
 static int search_level(const llmops_hnsw *h, scratch *s, const float *q, uint32_t ep, float ep_d, size_t ef,
                         uint32_t level, int mode, llmops_label_filter f, void *fctx, size_t *top_n,
                         size_t *n_visited) {
-    uint16_t *visited = s->visited;
-    const uint16_t tag = s->epoch;
+    uint8_t *visited = s->visited;
+    const uint8_t tag = s->epoch;
     dn *top = s->top, *cand = s->cand;
     size_t nt = 0, nc = 0, nv = 1;
     const int all = mode == MODE_BUILD_ALL;
@@ -639,7 +716,7 @@ static int search_level(const llmops_hnsw *h, scratch *s, const float *q, uint32
 
     visited[ep] = tag;
     float lower;
-    if (all || ((!check || !is_deleted(h, ep)) && (mode != MODE_QUERY || !f || f(fctx, h->labels[ep])))) {
+    if (all || ((!check || !is_deleted(h, ep)) && (mode != MODE_QUERY || !f || f(fctx, label_of(h, ep))))) {
         top[nt++] = (dn){ep_d, ep};
         lower = ep_d;
     } else {
@@ -686,7 +763,7 @@ static int search_level(const llmops_hnsw *h, scratch *s, const float *q, uint32
             if (nt < ef || d < lower) {
                 minheap_push(cand, &nc, (dn){d, id});
                 if (level == 0) PREFETCH(h->links0 + (size_t)id * l0stride);
-                if (!check || ((!is_deleted(h, id)) && (mode != MODE_QUERY || !f || f(fctx, h->labels[id])))) {
+                if (!check || ((!is_deleted(h, id)) && (mode != MODE_QUERY || !f || f(fctx, label_of(h, id))))) {
                     if (nt < ef) {
                         maxheap_push(top, &nt, (dn){d, id});
                     } else {
@@ -759,8 +836,10 @@ llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, 
     if (h->n >= LLMOPS_HNSW_MAX_NODES)
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "hnsw_add: node limit %u reached (rebuild to reclaim)",
                                 LLMOPS_HNSW_MAX_NODES);
-    if (!h->build && !(h->build = scratch_new(h))) goto nomem;
-    scratch *s = h->build;
+    /* the writer borrows a search scratch: adds never run beside searches */
+    scratch *s = pool_take(h);
+    if (!s) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "hnsw_add: out of memory (label %llu)",
+                                    (unsigned long long)label);
     float *v = s->q;
     memcpy(v, vec, (size_t)h->dim * sizeof(float));
     if (h->dist == LLMOPS_DIST_COSINE) {
@@ -772,7 +851,10 @@ llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, 
         }
     }
     uint32_t old = map_get(h, label);
-    if (old != NONE && !memcmp(vec_at(h, old), v, (size_t)h->dim * sizeof(float))) return LLMOPS_OK;
+    if (old != NONE && !memcmp(vec_at(h, old), v, (size_t)h->dim * sizeof(float))) {
+        pool_give(h, s);
+        return LLMOPS_OK;
+    }
 
     /* reserve everything first: after this point nothing can fail */
     if (h->n + 1 > h->cap) {
@@ -780,10 +862,13 @@ llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, 
         if (want > LLMOPS_HNSW_MAX_NODES) want = LLMOPS_HNSW_MAX_NODES;
         if (!grow_nodes(h, want)) goto nomem;
     }
-    if (!map_reserve(h, h->map_len + 1)) goto nomem;
+    /* a label out of sequence (or a replacement) ends dense mode */
+    if (!h->labels && h->n && label != h->label_base + h->n && !go_general(h)) goto nomem;
+    if (!map_reserve(h, h->map_len + 1, 0)) goto nomem;
     uint64_t saved_rng[4];
     memcpy(saved_rng, h->rng, sizeof saved_rng);
     uint32_t level = random_level(h);
+    if (level && !grow_up(h, h->n_up + 1)) goto nomem_rng;
     if (!grow_upper(h, h->upper_len + (size_t)level * (1 + h->M))) goto nomem_rng;
     size_t ef = h->efc;
     if (!grow_dn(&s->sel, &s->sel_cap, (ef > h->M0 ? ef : h->M0) + 1)) goto nomem_rng;
@@ -818,14 +903,19 @@ llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, 
 
     /* phase 2: commit */
     memcpy(h->vecs + (size_t)id * h->dim, v, (size_t)h->dim * sizeof(float));
-    h->labels[id] = label;
-    h->levels[id] = (uint8_t)level;
-    h->flags[id] = 0;
-    h->upper_off[id] = h->upper_len;
-    h->upper_len += (size_t)level * (1 + h->M);
+    if (h->labels) h->labels[id] = label;
+    else if (id == 0) h->label_base = label;
+    if ((id & 63) == 0) h->uprank[id >> 6] = (uint32_t)h->n_up;
     /* whole blocks zeroed: unused slots never carry stale bytes into a saved file */
     memset(h->links0 + (size_t)id * (1 + h->M0), 0, (1 + (size_t)h->M0) * sizeof(uint32_t));
-    if (level) memset(h->upper + h->upper_off[id], 0, (size_t)level * (1 + h->M) * sizeof(uint32_t));
+    if (level) {
+        h->upbits[id >> 6] |= UINT64_C(1) << (id & 63);
+        h->uoff[h->n_up] = h->upper_len;
+        h->ulevel[h->n_up] = (uint8_t)level;
+        h->n_up++;
+        memset(h->upper + h->upper_len, 0, (size_t)level * (1 + h->M) * sizeof(uint32_t));
+        h->upper_len += (size_t)level * (1 + h->M);
+    }
     h->n++;
     if (h->entry != NONE) {
         for (uint32_t lc = 0; lc <= top_level; lc++) {
@@ -836,19 +926,21 @@ llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, 
         }
     }
     if (old != NONE) {
-        h->flags[old] |= FLAG_DELETED;
+        h->dead[old >> 6] |= UINT64_C(1) << (old & 63);
         h->n_deleted++;
     }
-    map_put(h, label, id);
+    if (h->labels) map_put(h, id);
     if (h->entry == NONE || level > h->max_level) {
         h->entry = id;
         h->max_level = level;
     }
+    pool_give(h, s);
     return LLMOPS_OK;
 
 nomem_rng:
     memcpy(h->rng, saved_rng, sizeof saved_rng);
 nomem:
+    pool_give(h, s);
     return llmops_error_set(err, LLMOPS_ERR_NOMEM, "hnsw_add: out of memory (label %llu)",
                             (unsigned long long)label);
 }
@@ -858,7 +950,7 @@ llmops_status llmops_hnsw_remove(llmops_hnsw *h, uint64_t label, llmops_error *e
     if (id == NONE)
         return llmops_error_set(err, LLMOPS_ERR_NOT_FOUND, "hnsw_remove: label %llu not in the index",
                                 (unsigned long long)label);
-    h->flags[id] |= FLAG_DELETED;
+    h->dead[id >> 6] |= UINT64_C(1) << (id & 63);
     h->n_deleted++;
     map_del(h, label);
     return LLMOPS_OK;
@@ -896,7 +988,7 @@ llmops_status llmops_hnsw_get_vector(const llmops_hnsw *h, uint64_t label, float
 void llmops_hnsw_foreach(const llmops_hnsw *h, void (*fn)(void *ctx, uint64_t label, const float *vec),
                          void *ctx) {
     for (size_t i = 0; h && i < h->n; i++)
-        if (!is_deleted(h, (uint32_t)i)) fn(ctx, h->labels[i], vec_at(h, (uint32_t)i));
+        if (!is_deleted(h, (uint32_t)i)) fn(ctx, label_of(h, (uint32_t)i), vec_at(h, (uint32_t)i));
 }
 
 /* ---- queries ---------------------------------------------------------------------------------------- */
@@ -927,7 +1019,7 @@ static void sort_results(const llmops_hnsw *h, dn *r, size_t n) {
     for (size_t i = 1; i < n; i++) {
         dn x = r[i];
         size_t j = i;
-        while (j > 0 && (r[j - 1].d > x.d || (r[j - 1].d == x.d && h->labels[r[j - 1].id] > h->labels[x.id]))) {
+        while (j > 0 && (r[j - 1].d > x.d || (r[j - 1].d == x.d && label_of(h, r[j - 1].id) > label_of(h, x.id)))) {
             r[j] = r[j - 1];
             j--;
         }
@@ -945,15 +1037,15 @@ static llmops_status exact_into(const llmops_hnsw *h, scratch *s, const float *q
         if (is_deleted(h, id)) continue;
         if (i + 4 < h->n) PREFETCH(vec_at(h, id + 4));
         float d = dist_of(h, q, vec_at(h, id));
-        if (nt == k && !(d < top[0].d || (d == top[0].d && h->labels[id] < h->labels[top[0].id]))) continue;
-        if (f && !f(fctx, h->labels[id])) continue;
+        if (nt == k && !(d < top[0].d || (d == top[0].d && label_of(h, id) < label_of(h, top[0].id)))) continue;
+        if (f && !f(fctx, label_of(h, id))) continue;
         /* ties by label: compare labels when distances are equal */
         if (nt < k) {
             size_t j = nt++;
             while (j > 0) {
                 size_t p = (j - 1) / 2;
                 dn pp = top[p];
-                if (pp.d > d || (pp.d == d && h->labels[pp.id] > h->labels[id])) break;
+                if (pp.d > d || (pp.d == d && label_of(h, pp.id) > label_of(h, id))) break;
                 top[j] = pp;
                 j = p;
             }
@@ -966,9 +1058,9 @@ static llmops_status exact_into(const llmops_hnsw *h, scratch *s, const float *q
                 size_t c = 2 * j + 1;
                 if (c >= nt) break;
                 if (c + 1 < nt && (top[c + 1].d > top[c].d ||
-                                   (top[c + 1].d == top[c].d && h->labels[top[c + 1].id] > h->labels[top[c].id])))
+                                   (top[c + 1].d == top[c].d && label_of(h, top[c + 1].id) > label_of(h, top[c].id))))
                     c++;
-                if (top[c].d < x.d || (top[c].d == x.d && h->labels[top[c].id] < h->labels[x.id])) break;
+                if (top[c].d < x.d || (top[c].d == x.d && label_of(h, top[c].id) < label_of(h, x.id))) break;
                 top[j] = top[c];
                 j = c;
             }
@@ -991,7 +1083,7 @@ static void output(const llmops_hnsw *h, dn *r, size_t n, size_t k, uint64_t *la
     sort_results(h, r, n);
     if (n > k) n = k;
     for (size_t i = 0; i < n; i++) {
-        if (labels) labels[i] = h->labels[r[i].id];
+        if (labels) labels[i] = label_of(h, r[i].id);
         if (dists) dists[i] = r[i].d;
     }
     *n_found = n;
@@ -1051,12 +1143,13 @@ nomem:
 
 size_t llmops_hnsw_memory(const llmops_hnsw *h) {
     if (!h) return 0;
-    size_t b = sizeof *h;
-    b += h->cap * ((size_t)h->dim * sizeof(float) + (1 + (size_t)h->M0) * sizeof(uint32_t) + sizeof(uint64_t) +
-                   2 + sizeof(size_t));
+    size_t b = sizeof *h + (h->vecs_raw ? 64 : 0);
+    b += h->cap * ((size_t)h->dim * sizeof(float) + (1 + (size_t)h->M0) * sizeof(uint32_t) +
+                   (h->labels ? sizeof(uint64_t) : 0));
+    b += words_of(h->cap) * (2 * sizeof(uint64_t) + sizeof(uint32_t));
+    b += h->ucap * (sizeof(size_t) + 1);
     b += h->upper_cap * sizeof(uint32_t);
-    b += h->map_cap * (sizeof(uint64_t) + sizeof(uint32_t));
-    if (h->build) b += scratch_bytes(h, h->build);
+    b += h->map_cap * sizeof(uint32_t);
     llmops_hnsw *m = (llmops_hnsw *)h;
     pthread_mutex_lock(&m->pool_mu);
     for (int i = 0; i < h->pool_n; i++) b += scratch_bytes(h, h->pool[i]);
@@ -1089,6 +1182,29 @@ static llmops_status w_put(writer *w, const void *data, size_t len, llmops_error
     return llmops_atomic_file_write(&w->f, data, len, err);
 }
 
+enum { COL_LABELS, COL_LEVELS, COL_FLAGS };
+
+/* Writes one per-node column of the file (labels uint64, levels uint8, flags
+ * uint8), generated from the compact in-memory form in chunks. */
+static llmops_status w_column(writer *w, const llmops_hnsw *h, int col, llmops_error *err) {
+    if (col == COL_LABELS && h->labels) return w_put(w, h->labels, h->n * sizeof(uint64_t), err);
+    uint64_t buf[512];
+    uint8_t *b8 = (uint8_t *)buf;
+    const size_t per = col == COL_LABELS ? 512 : sizeof buf;
+    for (size_t i = 0; i < h->n; i += per) {
+        size_t m = h->n - i < per ? h->n - i : per;
+        for (size_t j = 0; j < m; j++) {
+            uint32_t id = (uint32_t)(i + j);
+            if (col == COL_LABELS) buf[j] = h->label_base + id;
+            else if (col == COL_LEVELS) b8[j] = (uint8_t)level_of(h, id);
+            else b8[j] = is_deleted(h, id) ? FLAG_DELETED : 0;
+        }
+        llmops_status st = w_put(w, buf, col == COL_LABELS ? m * sizeof(uint64_t) : m, err);
+        if (st) return st;
+    }
+    return LLMOPS_OK;
+}
+
 llmops_status llmops_hnsw_save(const llmops_hnsw *h, const char *path, uint64_t generation, llmops_error *err) {
     if (!h || !path) return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "hnsw_save: NULL argument");
     uint8_t hdr[HEADER_SIZE] = {0};
@@ -1115,11 +1231,11 @@ llmops_status llmops_hnsw_save(const llmops_hnsw *h, const char *path, uint64_t 
     llmops_status st = llmops_atomic_file_open(&w.f, path, err);
     if (st) return st;
     size_t n = h->n;
-    if ((st = w_put(&w, hdr, sizeof hdr, err)) || (st = w_put(&w, h->labels, n * sizeof(uint64_t), err)) ||
+    if ((st = w_put(&w, hdr, sizeof hdr, err)) || (st = w_column(&w, h, COL_LABELS, err)) ||
         (st = w_put(&w, h->vecs, n * h->dim * sizeof(float), err)) ||
         (st = w_put(&w, h->links0, n * (1 + (size_t)h->M0) * sizeof(uint32_t), err)) ||
-        (st = w_put(&w, h->upper, h->upper_len * sizeof(uint32_t), err)) || (st = w_put(&w, h->levels, n, err)) ||
-        (st = w_put(&w, h->flags, n, err))) {
+        (st = w_put(&w, h->upper, h->upper_len * sizeof(uint32_t), err)) ||
+        (st = w_column(&w, h, COL_LEVELS, err)) || (st = w_column(&w, h, COL_FLAGS, err))) {
         llmops_atomic_file_abort(&w.f);
         return st;
     }
@@ -1134,48 +1250,74 @@ llmops_status llmops_hnsw_save(const llmops_hnsw *h, const char *path, uint64_t 
 
 #define BAD(...) llmops_error_set(err, LLMOPS_ERR_FORMAT, __VA_ARGS__)
 
-/* Validates the graph of a freshly loaded index (sizes are already known to match). */
-static llmops_status validate(llmops_hnsw *h, const char *origin, uint64_t n_deleted, llmops_error *err) {
-    size_t n = h->n, upper = 0, del = 0;
+/* Builds the compact per-node state of a freshly loaded index from the file's
+ * label, level and flag columns and validates the graph (sizes are already
+ * known to match; vectors and links are in place). */
+static llmops_status validate(llmops_hnsw *h, const char *origin, const uint8_t *lab, const uint8_t *lev,
+                              const uint8_t *flg, uint64_t n_deleted, llmops_error *err) {
+    size_t n = h->n, upper = 0, del = 0, n_up = 0;
     for (size_t i = 0; i < n; i++) {
-        if (h->levels[i] > h->max_level)
-            return BAD("%s: node %zu: level %u above the max level %u", origin, i, h->levels[i], h->max_level);
-        if (h->flags[i] & ~FLAG_DELETED) return BAD("%s: node %zu: unknown flags 0x%x", origin, i, h->flags[i]);
-        del += h->flags[i] & FLAG_DELETED;
-        h->upper_off[i] = upper;
-        upper += (size_t)h->levels[i] * (1 + h->M);
+        if (lev[i] > h->max_level)
+            return BAD("%s: node %zu: level %u above the max level %u", origin, i, lev[i], h->max_level);
+        if (flg[i] & ~FLAG_DELETED) return BAD("%s: node %zu: unknown flags 0x%x", origin, i, flg[i]);
+        del += flg[i] & FLAG_DELETED;
+        n_up += lev[i] != 0;
+        upper += (size_t)lev[i] * (1 + h->M);
     }
     if (upper != h->upper_len)
         return BAD("%s: upper links hold %zu words, the levels need %zu", origin, h->upper_len, upper);
     if (del != n_deleted) return BAD("%s: %zu tombstones, header says %llu", origin, del, (unsigned long long)n_deleted);
+    if (!grow_up(h, n_up)) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", origin);
+    upper = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bit = UINT64_C(1) << (i & 63);
+        if ((i & 63) == 0) h->uprank[i >> 6] = (uint32_t)h->n_up;
+        if (flg[i]) h->dead[i >> 6] |= bit;
+        if (lev[i]) {
+            h->upbits[i >> 6] |= bit;
+            h->uoff[h->n_up] = upper;
+            h->ulevel[h->n_up++] = lev[i];
+            upper += (size_t)lev[i] * (1 + h->M);
+        }
+    }
     if (n == 0) {
         if (h->entry != NONE || h->max_level != 0) return BAD("%s: empty index with an entry point", origin);
     } else {
         if (h->entry >= n) return BAD("%s: entry point %u out of range (n %zu)", origin, h->entry, n);
-        if (h->levels[h->entry] != h->max_level)
-            return BAD("%s: entry point %u at level %u, max level %u", origin, h->entry, h->levels[h->entry],
-                       h->max_level);
+        if (lev[h->entry] != h->max_level)
+            return BAD("%s: entry point %u at level %u, max level %u", origin, h->entry, lev[h->entry], h->max_level);
     }
     for (size_t i = 0; i < n; i++) {
-        for (uint32_t lc = 0; lc <= h->levels[i]; lc++) {
+        for (uint32_t lc = 0; lc <= lev[i]; lc++) {
             const uint32_t *l = links_at(h, (uint32_t)i, lc);
             uint32_t cap = lc == 0 ? h->M0 : h->M;
             if (l[0] > cap) return BAD("%s: node %zu level %u: %u links, at most %u", origin, i, lc, l[0], cap);
             for (uint32_t j = 0; j < l[0]; j++) {
                 uint32_t t = l[1 + j];
                 if (t >= n) return BAD("%s: node %zu level %u: link to %u, n is %zu", origin, i, lc, t, n);
-                if (h->levels[t] < lc)
-                    return BAD("%s: node %zu level %u: link to node %u of level %u", origin, i, lc, t, h->levels[t]);
+                if (lev[t] < lc)
+                    return BAD("%s: node %zu level %u: link to node %u of level %u", origin, i, lc, t, lev[t]);
             }
         }
         if (!all_finite(vec_at(h, (uint32_t)i), h->dim)) return BAD("%s: node %zu: vector not finite", origin, i);
     }
-    if (!map_reserve(h, n - del)) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", origin);
-    for (size_t i = 0; i < n; i++) {
+    /* labels: dense (label_base + i) needs no array and no map */
+    uint64_t base = n ? get64(lab) : 0;
+    size_t i = 0;
+    while (i < n && get64(lab + 8 * i) == base + i) i++;
+    if (i == n) {
+        h->label_base = base;
+        return LLMOPS_OK;
+    }
+    if (!(h->labels = llmops_malloc(h->cap * sizeof(uint64_t))))
+        return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", origin);
+    memcpy(h->labels, lab, n * sizeof(uint64_t));
+    if (!map_reserve(h, n - del, 1)) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", origin);
+    for (i = 0; i < n; i++) {
         if (is_deleted(h, (uint32_t)i)) continue;
         if (map_get(h, h->labels[i]) != NONE)
             return BAD("%s: node %zu: label %llu is live twice", origin, i, (unsigned long long)h->labels[i]);
-        map_put(h, h->labels[i], (uint32_t)i);
+        map_put(h, (uint32_t)i);
     }
     return LLMOPS_OK;
 }
@@ -1232,9 +1374,8 @@ llmops_status llmops_hnsw_load_buffer(const void *data, size_t size, const char 
         return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory for %llu nodes", origin,
                                 (unsigned long long)n);
     }
-    const uint8_t *q = p + HEADER_SIZE;
+    const uint8_t *q = p + HEADER_SIZE, *lab = q;
     /* an empty index has no arrays: memcpy to NULL is undefined even for 0 bytes */
-    if (n) memcpy(h->labels, q, (size_t)n * 8);
     q += n * 8;
     if (vec_bytes) memcpy(h->vecs, q, (size_t)vec_bytes);
     q += vec_bytes;
@@ -1242,16 +1383,14 @@ llmops_status llmops_hnsw_load_buffer(const void *data, size_t size, const char 
     q += l0_bytes;
     if (up_bytes) memcpy(h->upper, q, (size_t)up_bytes);
     q += up_bytes;
-    if (n) memcpy(h->levels, q, (size_t)n);
-    q += n;
-    if (n) memcpy(h->flags, q, (size_t)n);
+    const uint8_t *lev = q, *flg = q + n;
     h->n = (size_t)n;
     h->n_deleted = (size_t)n_deleted;
     h->upper_len = (size_t)upper_words;
     h->entry = entry;
     h->max_level = max_level;
     for (int i = 0; i < 4; i++) h->rng[i] = get64(p + 56 + 8 * i);
-    if ((st = validate(h, origin, n_deleted, err)) != LLMOPS_OK) {
+    if ((st = validate(h, origin, lab, lev, flg, n_deleted, err)) != LLMOPS_OK) {
         llmops_hnsw_free(h);
         return st;
     }

@@ -17,9 +17,9 @@
  * Concurrency: every const function (search, search_exact, contains, count,
  * foreach, save, memory) may run on any number of threads at once; add,
  * remove, set_ef and free need exclusive access (the caller holds a
- * writer lock). Searches take their scratch memory from a small pool inside
- * the index, so a search allocates only the first time a thread-slot is
- * needed or after the index has grown.
+ * writer lock). Searches (and adds) take their scratch memory from a small
+ * pool inside the index, so a search allocates only the first time a
+ * thread-slot is needed or after the index has grown.
  *
  * Distances are "smaller is closer": squared L2, 1 - cos, 1 - dot.
  */
@@ -117,7 +117,10 @@ llmops_status llmops_hnsw_reserve(llmops_hnsw *h, size_t n, llmops_error *err);
  * 64-bit id (a SQLite rowid). Adding an existing label replaces its vector:
  * the old node becomes a tombstone and a new node is linked in (an identical
  * vector is a no-op). On failure the index is unchanged apart from spare
- * capacity.
+ * capacity. Labels added in sequence (each one more than the last, as
+ * SQLite rowids and 0..n-1 are) are kept implicitly at no cost per node; the
+ * first label out of sequence or replacement switches the index to an
+ * explicit label array and id map (8 bytes plus about 5-11 bytes a node).
  */
 llmops_status llmops_hnsw_add(llmops_hnsw *h, uint64_t label, const float *vec, llmops_error *err);
 /* Marks deleted (not returned by searches; space reclaimed by rebuild). NOT_FOUND if absent. */

@@ -588,7 +588,11 @@ TEST(hnsw_load_rejects_corruption) {
 
 /* ---- allocation failure ------------------------------------------------------------------------------ */
 
-static llmops_status oom_scenario(const float *x, size_t n, size_t dim, const char *path) {
+/* Labels of the failure-injection scenario: in sequence (dense mode until the
+ * replacement) or scattered (general mode from the second add). */
+static uint64_t oom_label(int dense, size_t i) { return dense ? 100 + i : label_of(i); }
+
+static llmops_status oom_scenario(const float *x, size_t n, size_t dim, const char *path, int dense) {
     llmops_error err = {0};
     llmops_hnsw_params p;
     llmops_hnsw_params_init(&p);
@@ -596,9 +600,9 @@ static llmops_status oom_scenario(const float *x, size_t n, size_t dim, const ch
     p.ef_construction = 30;
     llmops_hnsw *h = NULL, *g = NULL;
     llmops_status st = llmops_hnsw_create((uint32_t)dim, LLMOPS_DIST_COSINE, &p, &h, &err);
-    for (size_t i = 0; !st && i < n; i++) st = llmops_hnsw_add(h, label_of(i), x + i * dim, &err);
-    if (!st) st = llmops_hnsw_remove(h, label_of(1), &err);
-    if (!st) st = llmops_hnsw_add(h, label_of(2), x + 5 * dim, &err); /* replace */
+    for (size_t i = 0; !st && i < n; i++) st = llmops_hnsw_add(h, oom_label(dense, i), x + i * dim, &err);
+    if (!st) st = llmops_hnsw_remove(h, oom_label(dense, 1), &err);
+    if (!st) st = llmops_hnsw_add(h, oom_label(dense, 2), x + 5 * dim, &err); /* replace */
     uint64_t l[5];
     size_t nf = 0;
     if (!st) st = llmops_hnsw_search(h, x, 5, NULL, NULL, l, NULL, &nf, &err);
@@ -617,12 +621,13 @@ TEST(hnsw_alloc_failure_injection) {
     const size_t n = 150, dim = 6;
     float *x = clustered(n, dim, 5, 0.5, 91);
     const char *path = test_tmpfile("oom.hnsw");
+    for (int dense = 0; dense < 2; dense++) {
     long live = llmops_alloc_live();
     int ok = 0;
     long nth;
     for (nth = 0; nth < 100000; nth++) {
         llmops_alloc_fail_nth(nth);
-        llmops_status st = oom_scenario(x, n, dim, path);
+        llmops_status st = oom_scenario(x, n, dim, path, dense);
         int fired = llmops_alloc_failure_fired();
         llmops_alloc_fail_nth(-1);
         CHECK_MSG(st == LLMOPS_OK || st == LLMOPS_ERR_NOMEM, "fail_nth %ld: %s", nth, llmops_status_str(st));
@@ -634,6 +639,96 @@ TEST(hnsw_alloc_failure_injection) {
         }
     }
     CHECK(ok);
-    printf("    %ld allocation sites failed cleanly\n", nth);
+    printf("    %ld allocation sites failed cleanly (%s labels)\n", nth, dense ? "dense" : "scattered");
+    }
     free(x);
+}
+
+/*
+ * Labels handed out in sequence (base + i) need neither a label array nor a
+ * map: the index built that way must behave exactly like one built with
+ * scattered labels (same vectors, same order, so the same graph), through
+ * removals, a save and load, and the switch to general mode that the first
+ * out-of-sequence label or replacement causes. The base wraps around 2^64.
+ */
+TEST(hnsw_dense_labels_match_general) {
+    const size_t n = 2000, dim = 12, nq = 60, k = 10;
+    const uint64_t bases[2] = {1, UINT64_MAX - 700};
+    float *x = clustered(n + 20, dim, 12, 0.5, 101), *q = clustered(nq, dim, 12, 0.5, 102);
+    llmops_error err = {0};
+    for (int b = 0; b < 2; b++) {
+        const uint64_t base = bases[b];
+        llmops_hnsw *g = build(n, dim, LLMOPS_DIST_COSINE, x, 8, 60); /* scattered labels */
+        llmops_hnsw_params p;
+        llmops_hnsw_params_init(&p);
+        p.M = 8;
+        p.ef_construction = 60;
+        llmops_hnsw *h = NULL;
+        CHECK_OK(llmops_hnsw_create((uint32_t)dim, LLMOPS_DIST_COSINE, &p, &h, &err), err);
+        CHECK(g && h);
+        for (size_t i = 0; i < n; i++) CHECK_OK(llmops_hnsw_add(h, base + i, x + i * dim, &err), err);
+        CHECK_MSG(llmops_hnsw_memory(h) + n * 8 <= llmops_hnsw_memory(g), "dense %zu B, scattered %zu B",
+                  llmops_hnsw_memory(h), llmops_hnsw_memory(g));
+        for (size_t i = 0; i < n; i += 9) {
+            CHECK_OK(llmops_hnsw_remove(h, base + i, &err), err);
+            CHECK_OK(llmops_hnsw_remove(g, label_of(i), &err), err);
+        }
+        CHECK(!llmops_hnsw_contains(h, base + 9) && llmops_hnsw_contains(h, base + 10));
+        CHECK(!llmops_hnsw_contains(h, base + n) && !llmops_hnsw_contains(h, base - 1));
+        CHECK_ERR(llmops_hnsw_remove(h, base + 18, &err), LLMOPS_ERR_NOT_FOUND, err, "not in the index");
+        float v[12];
+        CHECK_OK(llmops_hnsw_get_vector(h, base + 11, v, &err), err);
+        const char *path = test_tmpfile("dense.hnsw");
+        CHECK_OK(llmops_hnsw_save(h, path, 5, &err), err);
+        llmops_hnsw *r = NULL;
+        CHECK_OK(llmops_hnsw_load(path, &r, NULL, &err), err);
+        CHECK_EQ_INT(llmops_hnsw_memory(r) <= llmops_hnsw_memory(h), 1);
+        /* step 0: as built; 1: one more label in sequence (still dense);
+         * 2: a replacement and a removed label re-added (general mode) */
+        for (int step = 0; step < 3; step++) {
+            if (step == 1) {
+                CHECK_OK(llmops_hnsw_add(h, base + n, x + n * dim, &err), err); /* in sequence */
+                CHECK_OK(llmops_hnsw_add(r, base + n, x + n * dim, &err), err);
+                CHECK_OK(llmops_hnsw_add(g, label_of(n), x + n * dim, &err), err);
+            }
+            if (step == 2) {
+                CHECK_OK(llmops_hnsw_add(h, base + 5, x + (n + 1) * dim, &err), err); /* replace */
+                CHECK_OK(llmops_hnsw_add(r, base + 5, x + (n + 1) * dim, &err), err);
+                CHECK_OK(llmops_hnsw_add(g, label_of(5), x + (n + 1) * dim, &err), err);
+                CHECK_OK(llmops_hnsw_add(h, base + 9, x + (n + 2) * dim, &err), err); /* removed before */
+                CHECK_OK(llmops_hnsw_add(r, base + 9, x + (n + 2) * dim, &err), err);
+                CHECK_OK(llmops_hnsw_add(g, label_of(9), x + (n + 2) * dim, &err), err);
+                CHECK(llmops_hnsw_contains(h, base + 9) && llmops_hnsw_contains(r, base + 9));
+                CHECK_OK(llmops_hnsw_remove(h, base + 10, &err), err);
+                CHECK_OK(llmops_hnsw_remove(r, base + 10, &err), err);
+                CHECK_OK(llmops_hnsw_remove(g, label_of(10), &err), err);
+            }
+            CHECK_EQ_INT(llmops_hnsw_count(h), llmops_hnsw_count(g));
+            CHECK_EQ_INT(llmops_hnsw_count(r), llmops_hnsw_count(g));
+            for (size_t j = 0; j < nq; j++) {
+                uint64_t la[10], lb[10], lc[10];
+                float da[10], db[10], dc[10];
+                size_t na, nb, nc;
+                CHECK_OK(llmops_hnsw_search(h, q + j * dim, k, NULL, NULL, la, da, &na, &err), err);
+                CHECK_OK(llmops_hnsw_search(r, q + j * dim, k, NULL, NULL, lc, dc, &nc, &err), err);
+                CHECK_OK(llmops_hnsw_search(g, q + j * dim, k, NULL, NULL, lb, db, &nb, &err), err);
+                CHECK_EQ_INT(na, nb);
+                CHECK_EQ_INT(nc, nb);
+                CHECK(!memcmp(da, db, na * 4) && !memcmp(dc, db, na * 4));
+                for (size_t t = 0; t < na; t++) {
+                    /* distances may tie: compare the sets of node positions at equal distance */
+                    uint64_t ia = la[t] - base, ic = lc[t] - base, ib = (lb[t] - 13) / 7919;
+                    CHECK_MSG(ia == ib || (t + 1 < na && da[t] == da[t + 1]) || (t > 0 && da[t] == da[t - 1]),
+                              "base %llu step %d query %zu rank %zu: %llu vs %llu", (unsigned long long)base, step,
+                              j, t, (unsigned long long)ia, (unsigned long long)ib);
+                    CHECK(ic == ia || (t + 1 < na && da[t] == da[t + 1]) || (t > 0 && da[t] == da[t - 1]));
+                }
+            }
+        }
+        llmops_hnsw_free(r);
+        llmops_hnsw_free(h);
+        llmops_hnsw_free(g);
+    }
+    free(x);
+    free(q);
 }
