@@ -37,32 +37,44 @@ void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const 
  * spinning beside it. Small products run on the calling thread.
  */
 typedef struct {
-    int ta, tb;
-    size_t m, n, k;
-    float alpha, beta;
-    const float *A, *B;
-    size_t lda, ldb, ldc;
-    float *C;
+    const tops_gemm_desc *d;
+    size_t nd;
 } gemm_job;
 
-static void gemm_slice(void *vj, int ith, int nth) {
+static void gemm_slices(void *vj, int ith, int nth) {
     gemm_job *J = vj;
-    size_t per = (J->n + (size_t)nth - 1) / (size_t)nth;
-    per = (per + 15) / 16 * 16;
-    size_t j0 = (size_t)ith * per, j1 = j0 + per < J->n ? j0 + per : J->n;
-    if (j0 >= j1) return;
-    const float *B = J->tb ? J->B + j0 * J->ldb : J->B + j0;
-    tops_gemm(J->ta, J->tb, J->m, j1 - j0, J->k, J->alpha, J->A, J->lda, B, J->ldb, J->beta, J->C + j0, J->ldc);
+    for (size_t i = 0; i < J->nd; i++) {
+        const tops_gemm_desc *g = &J->d[i];
+        size_t per = (g->n + (size_t)nth - 1) / (size_t)nth;
+        per = (per + 15) / 16 * 16;
+        size_t j0 = (size_t)ith * per, j1 = j0 + per < g->n ? j0 + per : g->n;
+        if (j0 >= j1) continue;
+        const float *B = g->tb ? g->B + j0 * g->ldb : g->B + j0;
+        tops_gemm(g->ta, g->tb, g->m, j1 - j0, g->k, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + j0, g->ldc);
+    }
+}
+
+void tops_gemm_batch(llmops_threadpool *pool, const tops_gemm_desc *d, size_t nd) {
+    double flops = 0;
+    for (size_t i = 0; i < nd; i++) flops += (double)d[i].m * (double)d[i].n * (double)d[i].k;
+    if (!pool || llmops_threadpool_n_threads(pool) < 2 || flops < 262144.0) {
+        for (size_t i = 0; i < nd; i++)
+            tops_gemm(d[i].ta, d[i].tb, d[i].m, d[i].n, d[i].k, d[i].alpha, d[i].A, d[i].lda, d[i].B, d[i].ldb, d[i].beta,
+                      d[i].C, d[i].ldc);
+        return;
+    }
+    gemm_job J = {d, nd};
+    llmops_threadpool_run(pool, gemm_slices, &J);
 }
 
 void tops_gemm_par(llmops_threadpool *pool, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A,
                    size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
-    if (!pool || llmops_threadpool_n_threads(pool) < 2 || n < 32 || (double)m * (double)n * (double)k < 262144.0) {
-        tops_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    gemm_job J = {ta, tb, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C};
-    llmops_threadpool_run(pool, gemm_slice, &J);
+    tops_gemm_desc d = {ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc};
+    tops_gemm_batch(pool, &d, 1);
+}
+
+int tops_mat_plain_f32(const tops_mat *W) {
+    return W->type == LLMOPS_DTYPE_F32 && W->row_bytes == (size_t)W->cols * sizeof(float);
 }
 
 /* ---- panel products ------------------------------------------------------------------------ */
@@ -71,10 +83,6 @@ size_t tops_panel_rows(int64_t cols) {
     size_t r = (size_t)(262144 / (cols > 0 ? cols : 1));
     if (r < 16) r = 16;
     return r;
-}
-
-static int is_plain_f32(const tops_mat *W) {
-    return W->type == LLMOPS_DTYPE_F32 && W->row_bytes == (size_t)W->cols * sizeof(float);
 }
 
 typedef struct {
@@ -103,7 +111,7 @@ static const float *panel_of(tops_mm_ctx *c, const tops_mat *W, int64_t r0, size
 void tops_linear_fwd(tops_mm_ctx *c, const tops_mat *W, const float *X, size_t ldx, size_t n, float *Y, size_t ldy,
                      float beta) {
     size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
-    if (is_plain_f32(W)) {
+    if (tops_mat_plain_f32(W)) {
         tops_gemm_par(c->gemm_pool, 0, 1, n, rows, cols, 1.0f, X, ldx, W->data, cols, beta, Y, ldy);
         return;
     }
@@ -119,7 +127,7 @@ void tops_linear_bwd_x(tops_mm_ctx *c, const tops_mat *W, const float *dY, size_
                        size_t lddx) {
     if (!dX) return;
     size_t rows = (size_t)W->rows, cols = (size_t)W->cols;
-    if (is_plain_f32(W)) {
+    if (tops_mat_plain_f32(W)) {
         tops_gemm_par(c->gemm_pool, 0, 0, n, cols, rows, 1.0f, dY, ldy, W->data, cols, 1.0f, dX, lddx);
         return;
     }

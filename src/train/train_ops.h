@@ -24,6 +24,25 @@
 /* C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major; ta/tb: 1 = transposed. */
 void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
                const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* One product of a batch (arguments as for tops_gemm). */
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    float alpha;
+    const float *A;
+    size_t lda;
+    const float *B;
+    size_t ldb;
+    float beta;
+    float *C;
+    size_t ldc;
+} tops_gemm_desc;
+/*
+ * Several products in one parallel region, each split by columns of C over the pool's threads
+ * (pool NULL or little work: one after the other, inline). Products that add into the same C
+ * must have the same n, so that each thread keeps to the same columns of it.
+ */
+void tops_gemm_batch(llmops_threadpool *pool, const tops_gemm_desc *d, size_t nd);
 /* The same, split by columns of C over the pool's threads (pool NULL or a small product: inline). */
 void tops_gemm_par(llmops_threadpool *pool, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A,
                    size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
@@ -43,6 +62,9 @@ typedef struct {
     int64_t rows, cols;
     float *g;          /* (rows, cols) gradient accumulator, or NULL: frozen */
 } tops_mat;
+
+/* Whether W is row-contiguous F32, used in place (no panels). */
+int tops_mat_plain_f32(const tops_mat *W);
 
 /* Scratch for the panel products: `panel` holds panel_rows × cols floats of the widest matrix. */
 typedef struct {

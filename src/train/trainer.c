@@ -985,6 +985,9 @@ static llmops_status ensure_buffers(llmops_trainer *t, size_t n, int T, int sets
     return LLMOPS_OK;
 }
 
+/* Elementwise work below this many elements runs on the calling thread. */
+#define SMALL_WORK ((size_t)1 << 20)
+
 /* ---- parallel elementwise pieces --------------------------------------------------------------- */
 
 typedef struct {
@@ -1008,7 +1011,8 @@ static void norm_fwd_rows(void *vj, size_t b, size_t e, int ith) {
 static void norm_fwd(llmops_trainer *t, const float *x, const tvec *w, const tvec *b, float *y, float *rs, float *mu,
                      size_t n) {
     norm_job J = {.t = t, .x = x, .w = w->w, .b = b->w, .y = y, .rso = rs, .muo = mu, .n = n, .d = (size_t)t->arch.hidden_size};
-    llmops_threadpool_parallel_for(t->pool, n, 32, norm_fwd_rows, &J);
+    if (n * J.d < SMALL_WORK) norm_fwd_rows(&J, 0, n, 0); /* cheaper than waking the pool */
+    else llmops_threadpool_parallel_for(t->pool, n, 32, norm_fwd_rows, &J);
 }
 
 static void norm_bwd_thread(void *vj, int ith, int nth) {
@@ -1027,8 +1031,10 @@ static void norm_bwd(llmops_trainer *t, const float *x, const tvec *w, const tve
                      const float *dy, float *dx, size_t n) {
     size_t d = (size_t)t->arch.hidden_size;
     norm_job J = {.t = t, .x = x, .w = w->w, .rs = rs, .mu = mu, .dy = dy, .dx = dx, .gw = w->g, .gb = b->g, .n = n, .d = d};
-    llmops_threadpool_run(t->pool, norm_bwd_thread, &J);
-    for (int k = 0; k < t->nth; k++) {
+    int parts = n * d < SMALL_WORK ? 1 : t->nth;
+    if (parts == 1) norm_bwd_thread(&J, 0, 1);
+    else llmops_threadpool_run(t->pool, norm_bwd_thread, &J);
+    for (int k = 0; k < parts; k++) {
         const float *pw = t->normpart + (size_t)k * 2 * d;
         if (w->g)
             for (size_t i = 0; i < d; i++) w->g[i] += pw[i];
@@ -1061,7 +1067,8 @@ static void rope_rows(void *vj, size_t b, size_t e, int ith) {
 static void rope_apply(llmops_trainer *t, float *qkv, size_t n, int T, int inverse) {
     if (t->arch.pos != LLMOPS_POS_ROPE) return;
     rope_job J = {t, qkv, dims_of(t).W, T, inverse};
-    llmops_threadpool_parallel_for(t->pool, n, 16, rope_rows, &J);
+    if (n * (size_t)(t->arch.n_heads + t->arch.n_kv_heads) * (size_t)t->arch.rope_dim < SMALL_WORK) rope_rows(&J, 0, n, 0);
+    else llmops_threadpool_parallel_for(t->pool, n, 16, rope_rows, &J);
 }
 
 typedef struct {
@@ -1241,16 +1248,11 @@ static void drop_rows(void *vj, size_t b, size_t e, int ith) {
 
 /* ---- linears -------------------------------------------------------------------------------------- */
 
-/* Y (ldy) = X Wᵀ + b + scale · (drop(X) Aᵀ) Bᵀ (+ beta·Y); with main = 0 only u = drop(X) Aᵀ. */
-static void lin_fwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, float *Y, size_t ldy,
-                    float beta, float *u, int main) {
-    size_t out = (size_t)li->W.rows, in = (size_t)li->W.cols;
-    if (main) {
-        tops_linear_fwd(&t->mm, &li->W, X, ldx, n, Y, ldy, beta);
-        if (li->b.w) tops_bias_fwd(li->b.w, Y, ldy, n, out);
-    }
+/* LoRA branch of a linear: u = drop(X) Aᵀ, and with add, Y += scale · u Bᵀ. */
+static void lora_fwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, float *Y, size_t ldy,
+                     float *u, int add) {
     if (li->ia < 0) return;
-    size_t r = (size_t)t->p.lora_rank;
+    size_t out = (size_t)li->W.rows, in = (size_t)li->W.cols, r = (size_t)t->p.lora_rank;
     const float *Xd = X;
     size_t ldd = ldx;
     if (t->drop_on) {
@@ -1260,18 +1262,24 @@ static void lin_fwd(llmops_trainer *t, const tlin *li, const float *X, size_t ld
         ldd = in;
     }
     tops_gemm(0, 1, n, r, in, 1.0f, Xd, ldd, t->t[li->ia].w, in, 0.0f, u, r);
-    if (main) tops_gemm_par(t->mm.gemm_pool, 0, 1, n, out, r, t->lora_scale, u, r, t->t[li->ib].w, r, 1.0f, Y, ldy);
+    if (add) tops_gemm_par(t->mm.gemm_pool, 0, 1, n, out, r, t->lora_scale, u, r, t->t[li->ib].w, r, 1.0f, Y, ldy);
 }
 
-/* Gradients of lin_fwd: weights (when trainable), LoRA factors, and dX (ld lddx, +=) unless NULL. */
-static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, const float *dY,
-                    size_t ldy, float *dX, size_t lddx, const float *u) {
-    size_t out = (size_t)li->W.rows, in = (size_t)li->W.cols;
-    tops_linear_bwd_w(&t->mm, &li->W, dY, ldy, X, ldx, n);
-    if (li->b.g) tops_bias_bwd(li->b.g, dY, ldy, n, out);
-    tops_linear_bwd_x(&t->mm, &li->W, dY, ldy, n, dX, lddx);
+/* Y (ldy) = X Wᵀ + b + scale · (drop(X) Aᵀ) Bᵀ (+ beta·Y); with main = 0 only u = drop(X) Aᵀ. */
+static void lin_fwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, float *Y, size_t ldy,
+                    float beta, float *u, int main) {
+    if (main) {
+        tops_linear_fwd(&t->mm, &li->W, X, ldx, n, Y, ldy, beta);
+        if (li->b.w) tops_bias_fwd(li->b.w, Y, ldy, n, (size_t)li->W.rows);
+    }
+    lora_fwd(t, li, X, ldx, n, Y, ldy, u, main);
+}
+
+/* LoRA factor gradients, and dX (ld lddx, +=) of the branch unless NULL. */
+static void lora_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, const float *dY,
+                     size_t ldy, float *dX, size_t lddx, const float *u) {
     if (li->ia < 0) return;
-    size_t r = (size_t)t->p.lora_rank;
+    size_t out = (size_t)li->W.rows, in = (size_t)li->W.cols, r = (size_t)t->p.lora_rank;
     llmops_train_tensor *A = &t->t[li->ia], *B = &t->t[li->ib];
     float s = t->lora_scale;
     tops_gemm(0, 0, n, r, out, s, dY, ldy, B->w, r, 0.0f, t->du, r);
@@ -1295,6 +1303,83 @@ static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ld
     }
 }
 
+/* Gradients of lin_fwd: weights (when trainable), LoRA factors, and dX (ld lddx, +=) unless NULL. */
+static void lin_bwd(llmops_trainer *t, const tlin *li, const float *X, size_t ldx, size_t n, const float *dY,
+                    size_t ldy, float *dX, size_t lddx, const float *u) {
+    tops_linear_bwd_w(&t->mm, &li->W, dY, ldy, X, ldx, n);
+    if (li->b.g) tops_bias_bwd(li->b.g, dY, ldy, n, (size_t)li->W.rows);
+    tops_linear_bwd_x(&t->mm, &li->W, dY, ldy, n, dX, lddx);
+    lora_bwd(t, li, X, ldx, n, dY, ldy, dX, lddx, u);
+}
+
+/* Whether the main products of lins[0..nl) can share one parallel region (F32 weights in place). */
+static int multi_ok(const llmops_trainer *t, tlin *const *lins, int nl) {
+    if (!t->mm.gemm_pool || nl < 2) return 0;
+    for (int i = 0; i < nl; i++)
+        if (!tops_mat_plain_f32(&lins[i]->W)) return 0;
+    return 1;
+}
+
+/* lin_fwd (beta 0) of linears sharing X, writing columns li->off.. of Y. */
+static void lin_fwd_multi(llmops_trainer *t, tlin *const *lins, int nl, const float *X, size_t ldx, size_t n, float *Y,
+                          size_t ldy, float *const *us) {
+    if (!multi_ok(t, lins, nl)) {
+        for (int i = 0; i < nl; i++) lin_fwd(t, lins[i], X, ldx, n, Y + lins[i]->off, ldy, 0.0f, us[i], 1);
+        return;
+    }
+    tops_gemm_desc d[LIN_N];
+    for (int i = 0; i < nl; i++) {
+        const tops_mat *W = &lins[i]->W;
+        d[i] = (tops_gemm_desc){0, 1, n, (size_t)W->rows, (size_t)W->cols, 1.0f, X, ldx, W->data, (size_t)W->cols,
+                                0.0f, Y + lins[i]->off, ldy};
+    }
+    tops_gemm_batch(t->mm.gemm_pool, d, (size_t)nl);
+    for (int i = 0; i < nl; i++) {
+        if (lins[i]->b.w) tops_bias_fwd(lins[i]->b.w, Y + lins[i]->off, ldy, n, (size_t)lins[i]->W.rows);
+        lora_fwd(t, lins[i], X, ldx, n, Y + lins[i]->off, ldy, us[i], 1);
+    }
+}
+
+/* lin_bwd of linears sharing X (and dX), their output gradients at columns li->off.. of dY. */
+static void lin_bwd_multi(llmops_trainer *t, tlin *const *lins, int nl, const float *X, size_t ldx, size_t n,
+                          const float *dY, size_t ldy, float *dX, size_t lddx, float *const *us) {
+    if (!multi_ok(t, lins, nl)) {
+        for (int i = 0; i < nl; i++) lin_bwd(t, lins[i], X, ldx, n, dY + lins[i]->off, ldy, dX, lddx, us[i]);
+        return;
+    }
+    tops_gemm_desc d[LIN_N];
+    size_t nd = 0;
+    for (int i = 0; i < nl; i++) {
+        const tops_mat *W = &lins[i]->W;
+        if (W->g)
+            d[nd++] = (tops_gemm_desc){1, 0, (size_t)W->rows, (size_t)W->cols, n, 1.0f, dY + lins[i]->off, ldy, X, ldx,
+                                       1.0f, W->g, (size_t)W->cols};
+        if (lins[i]->b.g) tops_bias_bwd(lins[i]->b.g, dY + lins[i]->off, ldy, n, (size_t)W->rows);
+    }
+    if (nd) tops_gemm_batch(t->mm.gemm_pool, d, nd);
+    if (dX) { /* every product adds into the same columns of dX: same n, same slices */
+        for (int i = 0; i < nl; i++) {
+            const tops_mat *W = &lins[i]->W;
+            d[i] = (tops_gemm_desc){0, 0, n, (size_t)W->cols, (size_t)W->rows, 1.0f, dY + lins[i]->off, ldy, W->data,
+                                    (size_t)W->cols, 1.0f, dX, lddx};
+        }
+        tops_gemm_batch(t->mm.gemm_pool, d, (size_t)nl);
+    }
+    for (int i = 0; i < nl; i++) lora_bwd(t, lins[i], X, ldx, n, dY + lins[i]->off, ldy, dX, lddx, us[i]);
+}
+
+/* The present linears among slots [s0, s1] of layer L, and their u buffers. */
+static int gather_lins(tlayer *L, lacts *A, int s0, int s1, tlin **lins, float **us) {
+    int nl = 0;
+    for (int s = s0; s <= s1; s++) {
+        tlin *li = &L->lin[s];
+        if (!li->present) continue;
+        lins[nl] = li;
+        us[nl++] = A->u[li->ui < 0 ? 0 : li->ui];
+    }
+    return nl;
+}
+
 /* ---- one layer ------------------------------------------------------------------------------------- */
 
 /* Forward of layer l from x (n, d) into x_out (NULL: stop after what the backward pass needs). */
@@ -1303,19 +1388,17 @@ static void layer_fwd(llmops_trainer *t, int l, const float *x, lacts *A, float 
     tlayer *L = &t->layers[l];
     size_t n = (size_t)n_seq * (size_t)T;
     norm_fwd(t, x, &L->n1w, &L->n1b, A->hn1, A->rs1, A->mu1, n);
-    for (int s = LIN_Q; s <= LIN_V; s++) {
-        tlin *li = &L->lin[s];
-        if (li->present) lin_fwd(t, li, A->hn1, D.d, n, A->qkv + li->off, D.W, 0.0f, A->u[li->ui < 0 ? 0 : li->ui], 1);
-    }
+    tlin *lins[LIN_N];
+    float *us[LIN_N];
+    int nl = gather_lins(L, A, LIN_Q, LIN_V, lins, us);
+    lin_fwd_multi(t, lins, nl, A->hn1, D.d, n, A->qkv, D.W, us);
     rope_apply(t, A->qkv, n, T, 0);
     attention(t, A, n_seq, T, 0);
     memcpy(A->xmid, x, n * D.d * sizeof(float));
     lin_fwd(t, &L->lin[LIN_O], A->att, D.qd, n, A->xmid, D.d, 1.0f, A->u[L->lin[LIN_O].ui < 0 ? 0 : L->lin[LIN_O].ui], 1);
     norm_fwd(t, A->xmid, &L->n2w, &L->n2b, A->hn2, A->rs2, A->mu2, n);
-    for (int s = LIN_GATE; s <= LIN_UP; s++) {
-        tlin *li = &L->lin[s];
-        if (li->present) lin_fwd(t, li, A->hn2, D.d, n, A->ff + li->off, D.F, 0.0f, A->u[li->ui < 0 ? 0 : li->ui], 1);
-    }
+    nl = gather_lins(L, A, LIN_GATE, LIN_UP, lins, us);
+    lin_fwd_multi(t, lins, nl, A->hn2, D.d, n, A->ff, D.F, us);
     tlin *dn = &L->lin[LIN_DOWN];
     if (!x_out && dn->ia < 0) return;
     mlp_job M = {t, A->ff, t->h, NULL, NULL};
@@ -1338,10 +1421,10 @@ static void layer_bwd(llmops_trainer *t, int l, const float *x, lacts *A, int n_
     lin_bwd(t, dn, t->h, D.f, n, t->dx, D.d, t->dh, D.f, U(dn));
     llmops_threadpool_parallel_for(t->pool, n, 16, mlp_bwd_rows, &M);
     memset(t->dhn, 0, n * D.d * sizeof(float));
-    for (int s = LIN_GATE; s <= LIN_UP; s++) {
-        tlin *li = &L->lin[s];
-        if (li->present) lin_bwd(t, li, A->hn2, D.d, n, t->dff + li->off, D.F, t->dhn, D.d, U(li));
-    }
+    tlin *lins[LIN_N];
+    float *us[LIN_N];
+    int nl = gather_lins(L, A, LIN_GATE, LIN_UP, lins, us);
+    lin_bwd_multi(t, lins, nl, A->hn2, D.d, n, t->dff, D.F, t->dhn, D.d, us);
     norm_bwd(t, A->xmid, &L->n2w, &L->n2b, A->rs2, A->mu2, t->dhn, t->dx, n);
     /* attention */
     memset(t->datt, 0, n * D.qd * sizeof(float));
@@ -1352,10 +1435,8 @@ static void layer_bwd(llmops_trainer *t, int l, const float *x, lacts *A, int n_
     rope_apply(t, t->dqkv, n, T, 1);
     int need_dhn = need_dx || L->n1w.g || L->n1b.g;
     if (need_dhn) memset(t->dhn, 0, n * D.d * sizeof(float));
-    for (int s = LIN_Q; s <= LIN_V; s++) {
-        tlin *li = &L->lin[s];
-        if (li->present) lin_bwd(t, li, A->hn1, D.d, n, t->dqkv + li->off, D.W, need_dhn ? t->dhn : NULL, D.d, U(li));
-    }
+    nl = gather_lins(L, A, LIN_Q, LIN_V, lins, us);
+    lin_bwd_multi(t, lins, nl, A->hn1, D.d, n, t->dqkv, D.W, need_dhn ? t->dhn : NULL, D.d, us);
     if (need_dhn) norm_bwd(t, x, &L->n1w, &L->n1b, A->rs1, A->mu1, t->dhn, t->dx, n);
 #undef U
 }

@@ -365,3 +365,27 @@ TEST(train_ops_act_both_matches_separate) {
             CHECK(fabsf(g - tops_act_grad(kinds[k], x)) <= 1e-6f * (1 + fabsf(g)));
         }
 }
+
+TEST(train_ops_gemm_batch_split_over_threads_equals_one_call) {
+    /* three products (both transpositions), two of them adding into the same C, split over 3 threads */
+    llmops_threadpool *pool;
+    llmops_error err = {0};
+    CHECK_OK(llmops_threadpool_create(3, &pool, &err), err);
+    size_t m = 37, n = 150, k = 70;
+    float *A = rand_vec(m * k, 1.0f), *B1 = rand_vec(n * k, 1.0f), *B2 = rand_vec(k * n, 1.0f), *A3 = rand_vec(k * m, 1.0f);
+    float *C = rand_vec(m * n, 1.0f), *C3 = rand_vec(n * n, 1.0f);
+    float *R = malloc(m * n * 4), *R3 = malloc(n * n * 4);
+    memcpy(R, C, m * n * 4);
+    memcpy(R3, C3, n * n * 4);
+    tops_gemm(0, 1, m, n, k, 1.0f, A, k, B1, k, 1.0f, R, n);
+    tops_gemm(0, 0, m, n, k, 0.5f, A, k, B2, n, 1.0f, R, n);
+    tops_gemm(1, 0, n, n, m, 1.0f, C, n, C, n, 0.0f, R3, n); /* uses C before the batch changes it */
+    tops_gemm_desc d3 = {1, 0, n, n, m, 1.0f, C, n, C, n, 0.0f, C3, n};
+    tops_gemm_batch(pool, &d3, 1);
+    tops_gemm_desc d[2] = {{0, 1, m, n, k, 1.0f, A, k, B1, k, 1.0f, C, n}, {0, 0, m, n, k, 0.5f, A, k, B2, n, 1.0f, C, n}};
+    tops_gemm_batch(pool, d, 2);
+    for (size_t i = 0; i < m * n; i++) CHECK(close_to(C[i], R[i], 1e-4, 1e-5));
+    for (size_t i = 0; i < n * n; i++) CHECK(close_to(C3[i], R3[i], 1e-4, 1e-5));
+    llmops_threadpool_free(pool);
+    free(A), free(B1), free(B2), free(A3), free(C), free(C3), free(R), free(R3);
+}

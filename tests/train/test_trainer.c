@@ -710,3 +710,43 @@ TEST(trainer_eval_of_larger_batch_keeps_memory_bounded) {
     llmops_trainer_free(b);
     llmops_model_free(m);
 }
+
+/* Split products, batched q/k/v and gate/up, parallel attention: 3 threads give the 1-thread results. */
+TEST(trainer_threads_agree_stories260k) {
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(stories(), NULL, &m, &err), err);
+    int32_t tok[3 * 40], tgt[3 * 40];
+    make_batch(tok, tgt, 3 * 40, 512, 7);
+    llmops_train_method methods[2] = {LLMOPS_TRAIN_FULL, LLMOPS_TRAIN_LORA};
+    for (int k = 0; k < 2; k++) {
+        llmops_trainer *t[2];
+        double loss[2];
+        for (int i = 0; i < 2; i++) {
+            llmops_trainer_params p;
+            llmops_trainer_params_init(&p);
+            p.method = methods[k];
+            p.n_threads = i ? 3 : 1;
+            p.lora_targets = 0xff;
+            CHECK_OK(llmops_trainer_create(m, &p, &t[i], &err), err);
+            uint64_t keep = g_rng;
+            g_rng = 99; /* the same factors for both */
+            if (k) perturb(t[i], 0.05);
+            g_rng = keep;
+            int64_t c;
+            CHECK_OK(llmops_trainer_forward_backward(t[i], tok, tgt, 3, 40, 1.0f, &loss[i], &c, &err), err);
+        }
+        CHECK_MSG(close_to(loss[0], loss[1], 1e-4, 2e-5), "method %d: %.9g vs %.9g", k, loss[0], loss[1]);
+        for (size_t i = 0; i < llmops_trainer_n_tensors(t[0]); i++) {
+            llmops_train_tensor *a = llmops_trainer_tensor(t[0], i), *b = llmops_trainer_tensor(t[1], i);
+            double mx = 0;
+            for (int64_t j = 0; j < a->rows * a->cols; j++) mx = fabs(a->g[j]) > mx ? fabs(a->g[j]) : mx;
+            for (int64_t j = 0; j < a->rows * a->cols; j++)
+                CHECK_MSG(close_to(b->g[j], a->g[j], 1e-5 * (1 + mx), 1e-4), "%s[%lld]: %g vs %g", a->name, (long long)j,
+                          b->g[j], a->g[j]);
+        }
+        llmops_trainer_free(t[0]);
+        llmops_trainer_free(t[1]);
+    }
+    llmops_model_free(m);
+}
