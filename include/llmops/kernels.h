@@ -109,6 +109,23 @@ llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, c
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
                             float *Y, llmops_threadpool *pool, llmops_error *err);
 
+/*
+ * Matrix × vector with the activations prepared once for several weights
+ * (decode, where one normalized vector meets q, k and v, or gate and up):
+ * llmops_act_format(type) names how `type` takes its activations (-1: no
+ * kernel; weights of equal format can share one preparation);
+ * llmops_act_prepare writes the prepared form of x into dst, which holds
+ * llmops_act_bytes(type, cols) bytes and is 64-byte aligned (0 bytes: the
+ * format is F32 and x itself is used); llmops_matvec_prepared then computes
+ * y = W x on the calling thread, bit for bit what llmops_matvec returns. Its
+ * arguments are not checked: rows > 0, cols a whole number of blocks.
+ */
+int llmops_act_format(int type);
+size_t llmops_act_bytes(int type, size_t cols);
+void llmops_act_prepare(int type, const float *x, size_t cols, void *dst);
+void llmops_matvec_prepared(int type, const void *W, size_t rows, size_t cols, const void *act, const float *x,
+                            float *y);
+
 /* The path in use: "avx512vnni", "avx2" or "scalar". */
 const char *llmops_kernels_isa(void);
 

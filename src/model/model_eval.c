@@ -8,11 +8,11 @@
  *   q   (n, n_heads·hd)   k, v (n, n_kv·hd)
  *   ff1, ff2 (n, ffn)     MLP activations
  */
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "llmops/alloc.h"
+#include "llmops/kernels.h"
 #include "model/model_internal.h"
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -100,12 +100,21 @@ static float act(llmops_act_kind k, float x) {
     return x;
 }
 
-/* Rotates one head vector in place at position pos. */
-static void rope(const llmops_model *m, float *v, int32_t pos) {
-    int64_t half = m->arch.rope_dim / 2, hd = m->arch.head_dim;
+/* The cos/sin pairs of position pos, one per rotated pair: cs[2i] = cos, cs[2i+1] = sin. */
+static void rope_table(const llmops_model *m, int32_t pos, float *cs) {
+    int64_t half = m->arch.rope_dim / 2;
     for (int64_t i = 0; i < half; i++) {
         float theta = (float)pos * m->rope_freqs[i];
-        float c = cosf(theta), s = sinf(theta);
+        cs[2 * i] = cosf(theta);
+        cs[2 * i + 1] = sinf(theta);
+    }
+}
+
+/* Rotates one head vector in place by the table of its position. */
+static void rope(const llmops_model *m, float *v, const float *cs) {
+    int64_t half = m->arch.rope_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
         int64_t a, b;
         if (m->rope_neox) a = i, b = i + m->arch.rope_dim / 2; /* rotate halves */
         else a = 2 * i, b = 2 * i + 1;                        /* adjacent pairs */
@@ -113,10 +122,11 @@ static void rope(const llmops_model *m, float *v, int32_t pos) {
         v[a] = x0 * c - x1 * s;
         v[b] = x0 * s + x1 * c;
     }
-    (void)hd;
 }
 
 /* ---- KV cache access -------------------------------------------------------------------- */
+
+enum { FUSED_PHASES = 5 };
 
 static size_t kv_dim(const llmops_model *m) { return (size_t)(m->arch.n_kv_heads * m->arch.head_dim); }
 
@@ -212,6 +222,15 @@ static void attend_block(attn_job *J, size_t w, int ith) {
             for (size_t c = 0; c < nc; c++) any |= vis[t * ncp + c0 + c];
         blk[b] = (uint8_t)any;
         if (!any) continue;
+        if (nq < 4) { /* a decode step: too few rows to pay for the transposition */
+            for (size_t c = 0; c < nc; c++) {
+                const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
+                const float *kf = k;
+                if (!f32) K->cvt_f16(k, Vb, hd), kf = Vb;
+                for (size_t r = 0; r < nq; r++) S[r * ncp + c0 + c] = K->dot_f32(kf, Q + r * hd, hd);
+            }
+            continue;
+        }
         for (size_t c = 0; c < nc; c++) {
             const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
             if (f32) memcpy(Vb, k, hd * sizeof(float));
@@ -342,7 +361,9 @@ void llmops_context_free(llmops_context *ctx) {
     llmops_free(ctx->out);
     llmops_free(ctx->out_index);
     lora_ctx_free(ctx);
-    float *bufs[] = {ctx->x, ctx->h, ctx->q, ctx->kk, ctx->vv, ctx->att, ctx->ff1, ctx->ff2, ctx->scores, ctx->wtmp};
+    float *bufs[] = {ctx->x, ctx->h, ctx->q, ctx->kk, ctx->vv, ctx->att, ctx->ff1, ctx->ff2, ctx->scores, ctx->wtmp,
+                     ctx->rope_cs, ctx->fused_norm};
+    llmops_free(ctx->fused_ctr);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llmops_free(bufs[i]);
     llmops_free(ctx);
 }
@@ -373,6 +394,19 @@ llmops_status llmops_context_create(const llmops_model *m, const llmops_context_
     ctx->k = llmops_malloc(per ? per : 1);
     ctx->v = llmops_malloc(per ? per : 1);
     ctx->attn_stride = attn_stride_of(m, n_ctx, &ctx->attn_qblk);
+    int nth = llmops_threadpool_n_threads(ctx->pool);
+    ctx->rope_cs = llmops_malloc(((size_t)m->arch.rope_dim + 2) * sizeof(float));
+    ctx->fused_d = ((size_t)m->arch.hidden_size + 15) & ~(size_t)15;
+    /* per thread: the normalized vector, then its prepared form (at most 10 bytes per column: F32 is not copied) */
+    size_t widest = (size_t)(m->arch.ffn_size > m->arch.hidden_size ? m->arch.ffn_size : m->arch.hidden_size);
+    ctx->fused_stride = ctx->fused_d + (2 * widest + 128) / sizeof(float) + 32;
+    ctx->fused_norm = llmops_malloc((size_t)nth * ctx->fused_stride * sizeof(float));
+    ctx->fused_n_ctr = (size_t)m->arch.n_layers * FUSED_PHASES + 1;
+    ctx->fused_ctr = llmops_calloc(ctx->fused_n_ctr, sizeof *ctx->fused_ctr);
+    if (!ctx->rope_cs || !ctx->fused_norm || !ctx->fused_ctr) {
+        st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     ctx->scores = llmops_malloc((size_t)llmops_threadpool_n_threads(ctx->pool) * ctx->attn_stride * sizeof(float));
     ctx->out_width = m->arch.family == LLMOPS_ARCH_BERT ? (size_t)m->arch.hidden_size : (size_t)m->arch.vocab_size;
     if (!ctx->cells || !ctx->k || !ctx->v || !ctx->scores) {
@@ -393,6 +427,155 @@ size_t llmops_output_width(const llmops_context *ctx) { return ctx->out_width; }
 const float *llmops_get_logits(const llmops_context *ctx, size_t i) {
     if (!ctx->out_index || i >= ctx->out_cap_items || ctx->out_index[i] == SIZE_MAX) return NULL;
     return ctx->out + ctx->out_index[i] * ctx->out_width;
+}
+
+/* ---- one token: the whole pass in one parallel region ---------------------------------------------- */
+
+/*
+ * A single token (decode) is memory bound: each weight is read once, and the
+ * time that is not spent streaming weights goes to synchronisation. So the
+ * whole pass runs in one job of the pool: every thread normalizes the residual
+ * itself, then takes chunks of a phase's rows from an atomic counter (uneven
+ * progress on a shared machine balances), and a barrier separates the
+ * phases — five per layer: q/k/v heads (each with its RoPE and its KV-cache
+ * store), attention per KV group, the output projection added into the
+ * residual, gate and up with the activation, down added into the residual.
+ * The values are those of the batched path bit for bit (the same kernels on
+ * the same rows, the same order of additions).
+ */
+enum { FUSED_CHUNK = 64 };
+
+/* The pool's barrier spins briefly, then sleeps: on a machine shared with other jobs a thread
+ * that spins or yields for long loses its priority and comes back late, so it is not worth more. */
+static void fused_barrier(llmops_context *ctx, int nth) {
+    if (nth > 1) llmops_threadpool_barrier(ctx->pool);
+}
+
+/* The next chunk of a phase, or SIZE_MAX when none is left. */
+static inline size_t fused_next(llmops_context *ctx, size_t phase, size_t n_chunks) {
+    size_t c = atomic_fetch_add_explicit(&ctx->fused_ctr[phase], 1, memory_order_relaxed);
+    return c < n_chunks ? c : SIZE_MAX;
+}
+
+/* A thread's activation vector prepared for the kernels once per phase (and per activation format). */
+typedef struct {
+    const float *x;
+    int fmt;
+    uint8_t *buf;
+} fused_act;
+
+/* y = rows [r0, r1) of W · x (+ bias); x prepared in A unless it already is. */
+static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, size_t r1, const float *x, float *y) {
+    int fmt = llmops_act_format(w->type);
+    if (A->x != x || A->fmt != fmt) {
+        llmops_act_prepare(w->type, x, (size_t)w->cols, A->buf);
+        A->x = x;
+        A->fmt = fmt;
+    }
+    llmops_matvec_prepared(w->type, (const uint8_t *)w->data + r0 * w->row_bytes, r1 - r0, (size_t)w->cols, A->buf, x,
+                           y + r0);
+    if (b && b->data) {
+        const float *bias = b->data;
+        for (size_t r = r0; r < r1; r++) y[r] += bias[r];
+    }
+}
+
+typedef struct {
+    llmops_context *ctx;
+    const llmops_batch_item *item;
+    uint32_t cell;
+    float *logits; /* NULL: no output row */
+} fused_job;
+
+static int f32_or_absent(const mview *v) { return !v->data || v->type == LLMOPS_DTYPE_F32; }
+
+/* Whether the one-token path handles this model and call. */
+static int fused_ok(const llmops_context *ctx, size_t n) {
+    const llmops_model *m = ctx->m;
+    const llmops_arch *a = &m->arch;
+    if (n != 1 || ctx->n_lora || a->family == LLMOPS_ARCH_BERT || !a->gated_ffn) return 0;
+    if (!f32_or_absent(&m->output_norm) || !f32_or_absent(&m->output_norm_b) || !m->output_norm.data) return 0;
+    for (int64_t l = 0; l < a->n_layers; l++) {
+        const mlayer *L = &m->layers[l];
+        if (L->wqkv.data || !L->wq.data || !L->wk.data || !L->wv.data || !L->attn_norm.data || !L->ffn_norm.data) return 0;
+        const mview *one[] = {&L->attn_norm, &L->attn_norm_b, &L->ffn_norm, &L->ffn_norm_b, &L->bq, &L->bk,
+                              &L->bv,        &L->bo,          &L->b_gate,   &L->b_up,       &L->b_down};
+        for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+            if (!f32_or_absent(one[i])) return 0;
+    }
+    return 1;
+}
+
+static void fused_norm(const llmops_model *m, const mview *w, const mview *b, const float *x, float *y) {
+    if (m->arch.norm == LLMOPS_NORM_RMS) rms_norm(x, w->data, y, m->arch.hidden_size, m->arch.norm_eps);
+    else layer_norm(x, w->data, b->data, y, m->arch.hidden_size, m->arch.norm_eps);
+}
+
+static void fused_token(void *vj, int ith, int nth) {
+    fused_job *F = vj;
+    llmops_context *ctx = F->ctx;
+    const llmops_model *m = ctx->m;
+    const llmops_arch *a = &m->arch;
+    size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, nh = (size_t)a->n_heads, nkv = (size_t)a->n_kv_heads;
+    size_t f = (size_t)a->ffn_size, kvd = nkv * hd;
+    float *xn = ctx->fused_norm + (size_t)ith * ctx->fused_stride;
+    fused_act A = {NULL, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
+    size_t ph = 0;
+    for (int l = 0; l < (int)a->n_layers; l++, ph += FUSED_PHASES) {
+        const mlayer *L = &m->layers[l];
+        fused_norm(m, &L->attn_norm, &L->attn_norm_b, ctx->x, xn);
+        A.x = NULL;
+        /* q, k, v by heads; each head rotated and, for k and v, stored where it is made */
+        for (size_t u; (u = fused_next(ctx, ph, nh + 2 * kvd / hd)) != SIZE_MAX;) {
+            if (u < nh) {
+                fused_rows(&A, &L->wq, &L->bq, u * hd, (u + 1) * hd, xn, ctx->q);
+                if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->q + u * hd, ctx->rope_cs);
+            } else if (u < nh + nkv) {
+                size_t g = u - nh;
+                fused_rows(&A, &L->wk, &L->bk, g * hd, (g + 1) * hd, xn, ctx->kk);
+                if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->kk + g * hd, ctx->rope_cs);
+                kv_store(ctx, (uint8_t *)kv_row(ctx, ctx->k, l, F->cell) + g * hd * ctx->kv_elt, ctx->kk + g * hd, hd);
+            } else {
+                size_t g = u - nh - nkv;
+                fused_rows(&A, &L->wv, &L->bv, g * hd, (g + 1) * hd, xn, ctx->vv);
+                kv_store(ctx, (uint8_t *)kv_row(ctx, ctx->v, l, F->cell) + g * hd * ctx->kv_elt, ctx->vv + g * hd, hd);
+            }
+        }
+        fused_barrier(ctx, nth);
+        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
+        for (size_t g; (g = fused_next(ctx, ph + 1, nkv)) != SIZE_MAX;) attend_block(&J, g, ith);
+        fused_barrier(ctx, nth);
+        /* output projection into the residual, by row chunks */
+        for (size_t c; (c = fused_next(ctx, ph + 2, (d + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
+            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < d ? r0 + FUSED_CHUNK : d;
+            fused_rows(&A, &L->wo, &L->bo, r0, r1, ctx->att, ctx->h);
+            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+        }
+        fused_barrier(ctx, nth);
+        fused_norm(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, xn);
+        A.x = NULL;
+        for (size_t c; (c = fused_next(ctx, ph + 3, (f + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
+            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < f ? r0 + FUSED_CHUNK : f;
+            fused_rows(&A, &L->w_up, &L->b_up, r0, r1, xn, ctx->ff1);
+            fused_rows(&A, &L->w_gate, &L->b_gate, r0, r1, xn, ctx->ff2);
+            for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
+        }
+        fused_barrier(ctx, nth);
+        for (size_t c; (c = fused_next(ctx, ph + 4, (d + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
+            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < d ? r0 + FUSED_CHUNK : d;
+            fused_rows(&A, &L->w_down, &L->b_down, r0, r1, ctx->ff1, ctx->h);
+            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+        }
+        fused_barrier(ctx, nth);
+    }
+    if (!F->logits) return;
+    fused_norm(m, &m->output_norm, &m->output_norm_b, ctx->x, xn);
+    A.x = NULL;
+    size_t rows = (size_t)m->output.rows, chunk = 4 * FUSED_CHUNK;
+    for (size_t c; (c = fused_next(ctx, ph, (rows + chunk - 1) / chunk)) != SIZE_MAX;) {
+        size_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+        fused_rows(&A, &m->output, NULL, r0, r1, xn, F->logits);
+    }
 }
 
 /* ---- one pass over a chunk of the batch ------------------------------------------------------------ */
@@ -439,6 +622,22 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         memcpy(ctx->h, ctx->x, n * d * sizeof(float));
         norm_rows(m, &m->embd_norm, &m->embd_norm_b, ctx->h, ctx->x, n, tw, tb);
     }
+    if (fused_ok(ctx, n)) {
+        fused_job F = {ctx, it, cell_of[0], NULL};
+        if (it[0].logits) {
+            F.logits = ctx->out + out_row0 * ctx->out_width;
+            ctx->out_index[item0] = out_row0;
+        }
+        ctx->cells[cell_of[0]].pos = it[0].pos;
+        ctx->cells[cell_of[0]].seqs = (uint64_t)1 << it[0].seq;
+        if (cell_of[0] + 1 > ctx->used_hi) ctx->used_hi = cell_of[0] + 1;
+        if (a->pos == LLMOPS_POS_ROPE) rope_table(m, it[0].pos, ctx->rope_cs);
+        memset(ctx->fused_ctr, 0, ctx->fused_n_ctr * sizeof *ctx->fused_ctr);
+        llmops_threadpool_run(ctx->pool, fused_token, &F);
+        shrink_used(ctx);
+        llmops_free(cell_of);
+        return LLMOPS_OK;
+    }
     for (int l = 0; l < (int)a->n_layers; l++) {
         const mlayer *L = &m->layers[l];
         /* attention input */
@@ -469,8 +668,10 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         }
         if (a->pos == LLMOPS_POS_ROPE)
             for (size_t t = 0; t < n; t++) {
-                for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, it[t].pos);
-                for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, it[t].pos);
+                float *cs = ctx->rope_cs;
+                rope_table(m, it[t].pos, cs);
+                for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, cs);
+                for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, cs);
             }
         for (size_t t = 0; t < n; t++) {
             kv_store(ctx, kv_row(ctx, ctx->k, l, cell_of[t]), ctx->kk + t * kvd, kvd);

@@ -2,6 +2,8 @@
 #ifndef LLMOPS_MODEL_INTERNAL_H
 #define LLMOPS_MODEL_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "llmops/gguf.h"
 #include "llmops/llama2c.h"
 #include "llmops/model.h"
@@ -67,6 +69,12 @@ struct llmops_context {
     /* attention scratch, attn_stride floats per thread (see attend_block) */
     float *scores;
     size_t attn_stride, attn_qblk;
+    float *rope_cs;            /* cos/sin of one position (rope_dim floats)     */
+    /* the one-token path (decode_fused in model_eval.c): one parallel region per token */
+    float *fused_norm;         /* per thread: the normalized residual (fused_d floats) */
+    size_t fused_d, fused_stride;
+    atomic_size_t *fused_ctr;  /* work counters, one per phase of the token     */
+    size_t fused_n_ctr;
     uint32_t scratch_tokens;
     /* LoRA adapters applied after the adapted products (src/model/lora.c) */
     const struct llmops_adapter **lora;

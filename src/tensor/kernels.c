@@ -435,6 +435,71 @@ static uint8_t *act_cache_get(size_t bytes) {
     return c->p;
 }
 
+/* The job of one product: its kernel and the format of its activations. */
+static void job_setup(mm_job *jp, int type, const void *W, size_t row_bytes, size_t rows, size_t cols, const float *X,
+                      size_t n, float *Y) {
+    wtype wt;
+    weight_type(type, &wt);
+    const llmops_kernel_table *k = kernels();
+    mm_job j = {.k = k, .type = type, .W = W, .row_bytes = row_bytes, .rows = rows, .cols = cols, .n = n,
+                .Y = Y, .X = X};
+    switch (type) {
+    case LLMOPS_DTYPE_F32: j.fn = k->mm_f32; break;
+    case LLMOPS_DTYPE_F16: j.fn = k->mm_f16; break;
+    case LLMOPS_DTYPE_BF16: j.fn = k->mm_bf16; break;
+    case LLMOPS_DTYPE_Q8_0: j.fn = k->mm_q8_0; break;
+    case LLMOPS_DTYPE_Q4_0: j.fn = k->mm_q4_0; break;
+    case LLMOPS_DTYPE_Q4_K: j.fn = k->mm_q4_K; break;
+    default: j.fn = NULL; break;
+    }
+    if (wt.act == LLMOPS_DTYPE_F32) {
+        j.act_fmt = ACT_F32;
+        j.act = (uint8_t *)(uintptr_t)X;
+        j.act_stride = cols * sizeof(float);
+    } else if (wt.act == LLMOPS_DTYPE_Q8_0 && j.fn) {
+        j.act_fmt = ACT_Q8U;
+        j.act_stride = (llmops_kern_q8u_bytes(cols) + 63) & ~(size_t)63;
+    } else {
+        j.act_fmt = wt.act == LLMOPS_DTYPE_Q8_0 ? ACT_Q8_0 : ACT_Q8_K;
+        j.act_stride = cols / wt.act_block * wt.act_bytes;
+    }
+    j.tok_block = MM_TOK_BLOCK;
+    *jp = j;
+}
+
+int llmops_act_format(int type) {
+    wtype wt;
+    if (!weight_type(type, &wt)) return -1;
+    if (wt.act == LLMOPS_DTYPE_F32) return ACT_F32;
+    mm_job j;
+    job_setup(&j, type, NULL, 0, 1, 256, NULL, 1, NULL);
+    return j.act_fmt;
+}
+
+size_t llmops_act_bytes(int type, size_t cols) {
+    wtype wt;
+    if (!weight_type(type, &wt)) return 0;
+    mm_job j;
+    job_setup(&j, type, NULL, 0, 1, cols, NULL, 1, NULL);
+    return j.act_fmt == ACT_F32 ? 0 : j.act_stride;
+}
+
+void llmops_act_prepare(int type, const float *x, size_t cols, void *dst) {
+    mm_job j;
+    job_setup(&j, type, NULL, 0, 1, cols, x, 1, NULL);
+    if (j.act_fmt != ACT_F32) prepare_act(j.k, j.act_fmt, x, dst, cols);
+}
+
+void llmops_matvec_prepared(int type, const void *W, size_t rows, size_t cols, const void *act, const float *x,
+                            float *y) {
+    uint64_t row_bytes = 0;
+    if (!rows || llmops_dtype_nbytes(type, cols, cols, &row_bytes, NULL)) return;
+    mm_job j;
+    job_setup(&j, type, W, (size_t)row_bytes, rows, cols, x, 1, y);
+    if (j.act_fmt != ACT_F32) j.act = (uint8_t *)(uintptr_t)act;
+    mm_rows(&j, 0, (rows + MM_ROW_GROUP - 1) / MM_ROW_GROUP, 0);
+}
+
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
                             float *Y, llmops_threadpool *pool, llmops_error *err) {
     wtype wt;
@@ -457,29 +522,8 @@ llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, c
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "matrix sizes overflow (%zu × %zu, %zu tokens)", rows, cols,
                                 n);
 
-    const llmops_kernel_table *k = kernels();
-    mm_job j = {.k = k, .type = type, .W = W, .row_bytes = (size_t)row_bytes, .rows = rows, .cols = cols, .n = n,
-                .Y = Y, .X = X};
-    switch (type) {
-    case LLMOPS_DTYPE_F32: j.fn = k->mm_f32; break;
-    case LLMOPS_DTYPE_F16: j.fn = k->mm_f16; break;
-    case LLMOPS_DTYPE_BF16: j.fn = k->mm_bf16; break;
-    case LLMOPS_DTYPE_Q8_0: j.fn = k->mm_q8_0; break;
-    case LLMOPS_DTYPE_Q4_0: j.fn = k->mm_q4_0; break;
-    case LLMOPS_DTYPE_Q4_K: j.fn = k->mm_q4_K; break;
-    default: j.fn = NULL; break;
-    }
-    if (wt.act == LLMOPS_DTYPE_F32) {
-        j.act_fmt = ACT_F32;
-        j.act = (uint8_t *)(uintptr_t)X;
-        j.act_stride = cols * sizeof(float);
-    } else if (wt.act == LLMOPS_DTYPE_Q8_0 && j.fn) {
-        j.act_fmt = ACT_Q8U;
-        j.act_stride = (llmops_kern_q8u_bytes(cols) + 63) & ~(size_t)63;
-    } else {
-        j.act_fmt = wt.act == LLMOPS_DTYPE_Q8_0 ? ACT_Q8_0 : ACT_Q8_K;
-        j.act_stride = cols / wt.act_block * wt.act_bytes;
-    }
+    mm_job j;
+    job_setup(&j, type, W, (size_t)row_bytes, rows, cols, X, n, Y);
     j.tok_block = MM_TOK_BLOCK;
     _Alignas(64) uint8_t stack_buf[ACT_STACK];
     uint8_t *heap = NULL;

@@ -324,3 +324,28 @@ TEST(model_malformed_models_name_the_problem) {
               "'token_embd.weight' is 256 × 64, expected 512 × 64");
     CHECK(m == NULL);
 }
+
+/* One token at a time (the single-region path) gives the same logits bit for bit on 1, 2 and 3 threads,
+ * with F16 and F32 caches. */
+TEST(model_decode_threads_bit_equal) {
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(stories(), NULL, &m, &err), err);
+    size_t V = (size_t)llmops_model_n_vocab(m);
+    for (int kv = 0; kv < 2; kv++) {
+        llmops_context *c[3];
+        for (int t = 0; t < 3; t++) {
+            c[t] = make_ctx(m, 64, 1, kv ? LLMOPS_KV_F32 : LLMOPS_KV_F16, t + 1);
+            CHECK(c[t] != NULL);
+        }
+        for (size_t i = 0; i < N_TOK; i++) {
+            llmops_batch_item it = {k_tokens[i], (int32_t)i, 0, 1};
+            for (int t = 0; t < 3; t++) CHECK_OK(llmops_decode(c[t], &it, 1, &err), err);
+            for (int t = 1; t < 3; t++)
+                CHECK_MSG(memcmp(llmops_get_logits(c[0], 0), llmops_get_logits(c[t], 0), V * sizeof(float)) == 0,
+                          "kv %d, position %zu: %d threads differ from 1", kv, i, t + 1);
+        }
+        for (int t = 0; t < 3; t++) llmops_context_free(c[t]);
+    }
+    llmops_model_free(m);
+}

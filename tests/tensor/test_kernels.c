@@ -707,3 +707,39 @@ TEST(kernels_quantize_q8u_simd_matches_portable) {
     free(x), free(ref), free(got);
     if (!ran) SKIP("no SIMD quantizer on this machine");
 }
+
+/* llmops_matvec_prepared (activations prepared once, shared by weights of one format) equals llmops_matvec
+ * bit for bit, on every path, for whole matrices and row ranges. */
+TEST(kernels_matvec_prepared_equals_matvec) {
+    static const int types[] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16, LLMOPS_DTYPE_Q8_0,
+                                LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q6_K};
+    static const char *isas[] = {"scalar", "avx2", "avx512"};
+    enum { ROWS = 37, COLS = 512 };
+    llmops_error err = {0};
+    float *w = malloc(ROWS * COLS * sizeof(float)), x[COLS], y1[ROWS], y2[ROWS];
+    uint8_t *wq = malloc(ROWS * COLS * 4), *act = aligned_alloc(64, 64 * 1024);
+    uint64_t s = 99;
+    for (size_t i = 0; i < ROWS * COLS; i++) w[i] = (float)((int64_t)(rng_next(&s) >> 40) - (1 << 23)) / (float)(1 << 23);
+    for (size_t i = 0; i < COLS; i++) x[i] = (float)((int64_t)(rng_next(&s) >> 40) - (1 << 23)) / (float)(1 << 21);
+    for (size_t ii = 0; ii < 3; ii++) {
+        if (!llmops_kernels_isa_available(isas[ii])) continue;
+        CHECK_OK(llmops_kernels_set_isa(isas[ii], &err), err);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            int t = types[ti];
+            uint64_t rb = 0;
+            CHECK_OK(llmops_dtype_nbytes(t, COLS, COLS, &rb, &err), err);
+            for (size_t r = 0; r < ROWS; r++) CHECK_OK(llmops_quantize_row(t, w + r * COLS, wq + r * rb, COLS, &err), err);
+            CHECK(llmops_act_format(t) >= 0 && llmops_act_bytes(t, COLS) <= 64 * 1024);
+            llmops_act_prepare(t, x, COLS, act);
+            CHECK_OK(llmops_matvec(t, wq, ROWS, COLS, x, y1, NULL, &err), err);
+            memset(y2, 0, sizeof y2);
+            llmops_matvec_prepared(t, wq, 20, COLS, act, x, y2);
+            llmops_matvec_prepared(t, wq + 20 * rb, ROWS - 20, COLS, act, x, y2 + 20);
+            CHECK_MSG(memcmp(y1, y2, sizeof y1) == 0, "%s type %d: prepared differs", isas[ii], t);
+        }
+    }
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+    free(w);
+    free(wq);
+    free(act);
+}
