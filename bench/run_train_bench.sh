@@ -7,10 +7,10 @@
 # ours / PyTorch and keeps the JSON lines in out/bench-train/results-<time>.jsonl.
 #
 # Usage: bench/run_train_bench.sh [--steps N (4)] [--warmup N (2)] [--threads N (2)]
-#                                 [--methods lora,full] [--reps R (1)] [--build DIR (build/release)]
+#                                 [--methods lora,full] [--reps R (1)] [--build DIR (build/release)] [--no-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=4 warmup=2 threads=2 methods=lora,full reps=1 B=build/release
+steps=4 warmup=2 threads=2 methods=lora,full reps=1 B=build/release build=1
 while [ $# -gt 0 ]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
@@ -19,10 +19,11 @@ while [ $# -gt 0 ]; do
     --methods) methods=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --build) B=$2; shift 2 ;;
-    *) echo "usage: $0 [--steps N] [--warmup N] [--threads N] [--methods lora,full] [--reps R] [--build DIR]" >&2; exit 2 ;;
+    --no-build) build=0; shift ;;
+    *) echo "usage: $0 [--steps N] [--warmup N] [--threads N] [--methods lora,full] [--reps R] [--build DIR] [--no-build]" >&2; exit 2 ;;
     esac
 done
-make -j"$(nproc)" BUILD="$B" bench >/dev/null
+[ "$build" = 0 ] || make -j"$(nproc)" BUILD="$B" bench >/dev/null
 PY=/usr/bin/python3
 blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)
 case $blas in
