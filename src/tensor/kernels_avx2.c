@@ -15,26 +15,11 @@
 #include "llmops/kernels.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define SIMD_FN AVX2 static inline
+#include "tensor/simd_x86.h"
 
-AVX2 static inline float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
-AVX2 static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
-AVX2 static inline int hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* ---- float weights --------------------------------------------------------------- */
 
@@ -48,7 +33,7 @@ AVX2 static float dot_f32_avx2(const float *w, const float *x, size_t n) {
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = hsum256_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += w[i] * x[i];
     return s;
 }
@@ -70,7 +55,7 @@ AVX2 static float dot_f16_avx2(const uint16_t *w, const float *x, size_t n) {
         a3 = _mm256_fmadd_ps(load_f16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16x8(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = hsum256_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += f16_at((const uint8_t *)(w + i)) * x[i];
     return s;
 }
@@ -85,7 +70,7 @@ AVX2 static float dot_bf16_avx2(const uint16_t *w, const float *x, size_t n) {
         a3 = _mm256_fmadd_ps(load_bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = hsum256_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) {
         uint16_t b;
         memcpy(&b, w + i, 2);
@@ -111,15 +96,9 @@ AVX2 static float dot_q8_0_avx2(const void *w, const void *xq, size_t nb) {
                               _mm256_loadu_si256((const __m256i *)(b + 2)));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
-    return hsum_ps(acc);
+    return hsum256_ps(acc);
 }
 
-/* 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..15), then high nibbles. */
-AVX2 static inline __m256i unpack_nibbles(const uint8_t *p) {
-    __m128i raw = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
 
 AVX2 static float dot_q4_0_avx2(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
@@ -131,34 +110,11 @@ AVX2 static float dot_q4_0_avx2(const void *w, const void *xq, size_t nb) {
         __m256i s = dot_i8x32(q, _mm256_loadu_si256((const __m256i *)(b + 2)));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
-    return hsum_ps(acc);
+    return hsum256_ps(acc);
 }
 
 /* ---- 256-element super-blocks -------------------------------------------------------- */
 
-/*
- * Q4_K scales and mins (ggml-common.h's 6-bit packing) unpacked with 32-bit
- * masks, as ggml's SIMD kernels do: sc[0..7] receives the scales; returns
- * Σ_j m_j·(bsums[2j] + bsums[2j+1]), the Q8_K sums of each 32-element sub-block.
- */
-AVX2 static inline int q4_K_scales(const uint8_t *packed, const int16_t *bsums, uint8_t *sc) {
-    uint32_t u[4];
-    memcpy(u, packed, 12);
-    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-    const uint32_t mins_lo = u[1] & k1;
-    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-    u[2] = mins_lo;
-    u[0] &= k1;
-    memcpy(sc, u, 8);
-    __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));
-    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums), b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    __m128i pairs = _mm_hadd_epi16(b0, b1); /* bsums[2j] + bsums[2j+1], |.| <= 4064 */
-    __m128i s = _mm_madd_epi16(m, pairs);
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 AVX2 static float dot_q4_K_avx2(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
@@ -181,7 +137,7 @@ AVX2 static float dot_q4_K_avx2(const void *w, const void *xq, size_t nb) {
             p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1]));
             acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
         }
-        int sumi = hsum_epi32(acc);
+        int sumi = hsum256_epi32(acc);
         const float d = f16_at(a) * dx, dmin = f16_at(a + 2) * dx;
         sum += d * (float)sumi - dmin * (float)summ;
     }
@@ -203,7 +159,7 @@ AVX2 static float dot_q6_K_avx2(const void *w, const void *xq, size_t nb) {
         const int8_t *x = (const int8_t *)(b + 4);
         const int8_t *sc = (const int8_t *)(a + 192);
         /* Σ_g sc_g·bsum_g: the −32 offset of every quant, applied once */
-        int off = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
+        int off = hsum256_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
                                               _mm256_loadu_si256((const __m256i *)(b + 260))));
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -231,7 +187,7 @@ AVX2 static float dot_q6_K_avx2(const void *w, const void *xq, size_t nb) {
             p4 = _mm256_madd_epi16(p4, scale_pair(s[6], s[7]));
             acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
         }
-        int sumi = hsum_epi32(acc) - 32 * off;
+        int sumi = hsum256_epi32(acc) - 32 * off;
         sum += f16_at(a + 208) * dx * (float)sumi;
     }
     return sum;

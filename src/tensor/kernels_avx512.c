@@ -14,26 +14,11 @@
 #include "llmops/kernels.h"
 
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define SIMD_FN AVX512 static inline
+#include "tensor/simd_x86.h"
 
-AVX512 static inline float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
-AVX512 static inline float hsum256_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
-AVX512 static inline int hsum256_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* ---- float weights: 64 elements per iteration, masked tail ------------------------------ */
 
@@ -94,12 +79,6 @@ AVX512 static float dot_q8_0_avx512(const void *w, const void *xq, size_t nb) {
     return hsum256_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..15), then high nibbles. */
-AVX512 static inline __m256i unpack_nibbles(const uint8_t *p) {
-    __m128i raw = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
 
 /* Q4_0: Σ(q − 8)·x = Σ q·x − Σ 8·x, both as unsigned × signed VPDPBUSD. */
 AVX512 static float dot_q4_0_avx512(const void *w, const void *xq, size_t nb) {
@@ -127,29 +106,6 @@ AVX512 static float dot_q4_0_avx512(const void *w, const void *xq, size_t nb) {
 
 /* ---- 256-element super-blocks ---------------------------------------------------------- */
 
-/*
- * Q4_K scales and mins (ggml-common.h's 6-bit packing) unpacked with 32-bit
- * masks, as ggml's SIMD kernels do: sc[0..7] receives the scales; returns
- * Σ_j m_j·(bsums[2j] + bsums[2j+1]), the Q8_K sums of each 32-element sub-block.
- */
-AVX512 static inline int q4_K_scales(const uint8_t *packed, const int16_t *bsums, uint8_t *sc) {
-    uint32_t u[4];
-    memcpy(u, packed, 12);
-    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-    const uint32_t mins_lo = u[1] & k1;
-    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-    u[2] = mins_lo;
-    u[0] &= k1;
-    memcpy(sc, u, 8);
-    __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));
-    __m128i b0 = _mm_loadu_si128((const __m128i *)bsums), b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    __m128i pairs = _mm_hadd_epi16(b0, b1); /* bsums[2j] + bsums[2j+1], |.| <= 4064 */
-    __m128i s = _mm_madd_epi16(m, pairs);
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 AVX512 static float dot_q4_K_avx512(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
