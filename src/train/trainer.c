@@ -869,8 +869,8 @@ static void carve_set(llmops_trainer *t, float *base, size_t *cur, size_t n, lac
 static size_t layout_acts(llmops_trainer *t, float *base, size_t n) {
     dims D = dims_of(t);
     size_t cur = 0;
-    lacts dummy;
-    carve_set(t, base, &cur, n, base ? &t->sets[0] : &dummy);
+    lacts sizing; /* with base NULL the carve only counts floats: the views land here and are dropped */
+    carve_set(t, base, &cur, n, base ? &t->sets[0] : &sizing);
     t->xs = carve_f(base, &cur, (size_t)(D.L + 1) * n * D.d);
     t->hf = carve_f(base, &cur, n * D.d);
     t->rsf = carve_f(base, &cur, n);
@@ -881,8 +881,8 @@ static size_t layout_acts(llmops_trainer *t, float *base, size_t n) {
 /* Sets 1 .. sets-1: the other layers' activations, kept only when training without recompute. */
 static size_t layout_layers(llmops_trainer *t, float *base, size_t n, int sets) {
     size_t cur = 0;
-    lacts dummy;
-    for (int k = 1; k < sets; k++) carve_set(t, base, &cur, n, base ? &t->sets[k] : &dummy);
+    lacts sizing; /* with base NULL the carve only counts floats: the views land here and are dropped */
+    for (int k = 1; k < sets; k++) carve_set(t, base, &cur, n, base ? &t->sets[k] : &sizing);
     return cur;
 }
 
