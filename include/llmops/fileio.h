@@ -57,6 +57,8 @@ llmops_status llmops_atomic_file_commit(llmops_atomic_file *f, llmops_error *err
 /* Removes the temporary file. Safe to call after commit (no-op). */
 void llmops_atomic_file_abort(llmops_atomic_file *f);
 
+/* Copies a file to `to` atomically (temporary file, fsync, rename); `to` is replaced. */
+llmops_status llmops_file_copy(const char *from, const char *to, llmops_error *err);
 /* 1 when path names a directory / a regular file. */
 int llmops_path_is_dir(const char *path);
 int llmops_path_is_file(const char *path);

@@ -219,3 +219,25 @@ llmops_status llmops_mkdirs(const char *path, llmops_error *err) {
     llmops_free(copy);
     return st;
 }
+
+/* Streams `from` into an atomic file at `to`: `to` is either the whole copy or untouched. */
+llmops_status llmops_file_copy(const char *from, const char *to, llmops_error *err) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return llmops_error_set(err, LLMOPS_ERR_IO, "%s: %s", from, strerror(errno));
+    llmops_atomic_file af;
+    llmops_status st = llmops_atomic_file_open(&af, to, err);
+    if (st) {
+        fclose(in);
+        return st;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while (!st && (n = fread(buf, 1, sizeof buf, in)) > 0) st = llmops_atomic_file_write(&af, buf, n, err);
+    if (!st && ferror(in)) st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: read error", from);
+    fclose(in);
+    if (st) {
+        llmops_atomic_file_abort(&af);
+        return st;
+    }
+    return llmops_atomic_file_commit(&af, err);
+}

@@ -791,16 +791,6 @@ static int wants(const ft_run *r, const char *what, int dflt) {
     return 0;
 }
 
-static llmops_status copy_file(const char *from, const char *to, llmops_error *err) {
-    char *data = NULL;
-    size_t len = 0;
-    llmops_status st = llmops_file_read_all(from, (size_t)1 << 30, &data, &len, err);
-    if (st) return st;
-    st = llmops_file_write_atomic(to, data, len, err);
-    llmops_free(data);
-    return st;
-}
-
 /*
  * A Hugging Face folder needs its tokenizer files beside the weights: copy them from the
  * tokenizer the run used (model.tokenizer, or the base model's folder, or the tokenizer.bin /
@@ -817,7 +807,7 @@ static llmops_status copy_tokenizer_files(ft_run *r, const char *out, llmops_err
             snprintf(from, sizeof from, "%s/%s", src, known[i]);
             snprintf(to, sizeof to, "%s/%s", out, known[i]);
             llmops_status st;
-            if (llmops_path_is_file(from) && (st = copy_file(from, to, err))) return st;
+            if (llmops_path_is_file(from) && (st = llmops_file_copy(from, to, err))) return st;
         }
         return LLMOPS_OK;
     }
@@ -833,7 +823,7 @@ static llmops_status copy_tokenizer_files(ft_run *r, const char *out, llmops_err
         if (!name && n > 5 && !strcmp(src + n - 5, ".json")) name = "tokenizer.json";
         if (!name) return LLMOPS_OK; /* a GGUF vocabulary: the folder stays without one */
         snprintf(to, sizeof to, "%s/%s", out, name);
-        return copy_file(src, to, err);
+        return llmops_file_copy(src, to, err);
     }
     /* a llama2.c checkpoint: its vocabulary lies beside it */
     char dir[2048];
@@ -845,7 +835,7 @@ static llmops_status copy_tokenizer_files(ft_run *r, const char *out, llmops_err
     if (!llmops_path_is_file(from)) snprintf(from, sizeof from, "%s/tok%lld.bin", dir, (long long)r->arch.vocab_size);
     if (!llmops_path_is_file(from)) return LLMOPS_OK;
     snprintf(to, sizeof to, "%s/tokenizer.bin", out);
-    return copy_file(from, to, err);
+    return llmops_file_copy(from, to, err);
 }
 
 static llmops_status export_all(ft_run *r, llmops_error *err) {

@@ -868,27 +868,6 @@ out:
     return st;
 }
 
-static llmops_status copy_file(const char *from, const char *to, llmops_error *err) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return llmops_error_set(err, LLMOPS_ERR_IO, "%s: %s", from, strerror(errno));
-    llmops_atomic_file af;
-    llmops_status st = llmops_atomic_file_open(&af, to, err);
-    if (st) {
-        fclose(in);
-        return st;
-    }
-    char buf[1 << 16];
-    size_t n;
-    while (!st && (n = fread(buf, 1, sizeof buf, in)) > 0) st = llmops_atomic_file_write(&af, buf, n, err);
-    if (!st && ferror(in)) st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: read error", from);
-    fclose(in);
-    if (st) {
-        llmops_atomic_file_abort(&af);
-        return st;
-    }
-    return llmops_atomic_file_commit(&af, err);
-}
-
 llmops_status llmops_vdb_backup(llmops_vdb *db, const char *dest, int single_file, llmops_error *err) {
     if (!dest || !*dest) return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "backup: no destination given");
     if (db->in_tx) return llmops_error_set(err, LLMOPS_ERR_INTERNAL, "backup: a transaction is open");
@@ -922,7 +901,7 @@ llmops_status llmops_vdb_backup(llmops_vdb *db, const char *dest, int single_fil
             if (len < 6 || strcmp(de->d_name + len - 5, ".hnsw")) continue;
             char *a = llmops_path_join(db->index_dir, de->d_name), *b = llmops_path_join(idx, de->d_name);
             if (!a || !b) st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "vdb: out of memory");
-            else st = copy_file(a, b, err);
+            else st = llmops_file_copy(a, b, err);
             llmops_free(a);
             llmops_free(b);
         }
