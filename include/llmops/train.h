@@ -118,6 +118,8 @@ llmops_train_tensor *llmops_trainer_find(llmops_trainer *t, const char *name);
 uint64_t llmops_trainer_n_trainable(const llmops_trainer *t);
 
 void llmops_trainer_zero_grad(llmops_trainer *t);
+/* The trainer's thread pool (n_threads of its params); the optimizer's passes run on it. */
+struct llmops_threadpool *llmops_trainer_pool(llmops_trainer *t);
 
 /*
  * One micro-batch: n_seq sequences of seq_len tokens (row-major), each

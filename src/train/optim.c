@@ -8,11 +8,25 @@
  *     w ← w − lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + ε)
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "llmops/alloc.h"
+#include "llmops/threadpool.h"
 #include "llmops/train.h"
+
+/*
+ * The optimizer's elementwise passes run over segments of at most SEG elements of one tensor,
+ * spread over the trainer's thread pool. Segment boundaries depend only on the tensor sizes, so the
+ * gradient norm (per-segment sums added in segment order) is the same for any thread count.
+ */
+#define SEG ((size_t)1 << 16)
+
+typedef struct {
+    uint32_t tensor;
+    size_t off, n;
+} oseg;
 
 struct llmops_adamw {
     llmops_trainer *t;
@@ -20,7 +34,21 @@ struct llmops_adamw {
     size_t n;
     float **m, **v; /* per trainable tensor: rows·cols moments */
     int64_t steps;
+    oseg *segs;
+    size_t n_segs;
 };
+
+/* The segments of the trainer's tensors; out NULL counts them. */
+static size_t make_segs(llmops_trainer *t, oseg *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+        const llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+        size_t ne = (size_t)(x->rows * x->cols);
+        for (size_t off = 0; off < ne; off += SEG, k++)
+            if (out) out[k] = (oseg){(uint32_t)i, off, ne - off < SEG ? ne - off : SEG};
+    }
+    return k;
+}
 
 void llmops_adamw_params_init(llmops_adamw_params *p) {
     p->beta1 = 0.9f;
@@ -37,6 +65,7 @@ void llmops_adamw_free(llmops_adamw *o) {
     }
     llmops_free(o->m);
     llmops_free(o->v);
+    llmops_free(o->segs);
     llmops_free(o);
 }
 
@@ -54,7 +83,10 @@ llmops_status llmops_adamw_create(llmops_trainer *t, const llmops_adamw_params *
     o->n = llmops_trainer_n_tensors(t);
     o->m = llmops_calloc(o->n ? o->n : 1, sizeof *o->m);
     o->v = llmops_calloc(o->n ? o->n : 1, sizeof *o->v);
-    if (!o->m || !o->v) goto nomem;
+    o->n_segs = make_segs(t, NULL);
+    o->segs = llmops_malloc((o->n_segs ? o->n_segs : 1) * sizeof *o->segs);
+    if (!o->m || !o->v || !o->segs) goto nomem;
+    make_segs(t, o->segs);
     for (size_t i = 0; i < o->n; i++) {
         const llmops_train_tensor *x = llmops_trainer_tensor(t, i);
         size_t ne = (size_t)(x->rows * x->cols);
@@ -69,26 +101,86 @@ nomem:
     return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for the optimizer state");
 }
 
+typedef struct {
+    float fb1, fb2, sqrt_c2, eps, step_size, decay; /* decay: the factor for tensors that decay */
+} adamw_consts;
+
+/* The update of n elements, in exactly the scalar expression order (no contraction), so the
+ * vector path below gives the same bits. */
+static void adamw_scalar(float *w, const float *g, float *m, float *v, size_t n, const adamw_consts *c, float decay) {
+    for (size_t k = 0; k < n; k++) {
+        float gk = g[k];
+        m[k] = c->fb1 * m[k] + (1.0f - c->fb1) * gk;
+        v[k] = c->fb2 * v[k] + (1.0f - c->fb2) * gk * gk;
+        float denom = sqrtf(v[k]) / c->sqrt_c2 + c->eps;
+        w[k] = w[k] * decay - c->step_size * m[k] / denom;
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static void adamw_avx2(float *w, const float *g, float *m, float *v, size_t n,
+                                                       const adamw_consts *c, float decay) {
+    const __m256 b1 = _mm256_set1_ps(c->fb1), nb1 = _mm256_set1_ps(1.0f - c->fb1), b2 = _mm256_set1_ps(c->fb2),
+                 nb2 = _mm256_set1_ps(1.0f - c->fb2), sc2 = _mm256_set1_ps(c->sqrt_c2), eps = _mm256_set1_ps(c->eps),
+                 ss = _mm256_set1_ps(c->step_size), dc = _mm256_set1_ps(decay);
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 gk = _mm256_loadu_ps(g + k);
+        __m256 mk = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + k)), _mm256_mul_ps(nb1, gk));
+        __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + k)), _mm256_mul_ps(_mm256_mul_ps(nb2, gk), gk));
+        __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vk), sc2), eps);
+        __m256 wk = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + k), dc), _mm256_div_ps(_mm256_mul_ps(ss, mk), den));
+        _mm256_storeu_ps(m + k, mk);
+        _mm256_storeu_ps(v + k, vk);
+        _mm256_storeu_ps(w + k, wk);
+    }
+    adamw_scalar(w + k, g + k, m + k, v + k, n - k, c, decay);
+}
+#endif
+
+static int have_avx2(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+typedef struct {
+    llmops_adamw *o;
+    adamw_consts c;
+    int avx2;
+} adamw_job;
+
+static void adamw_segs(void *vj, size_t b, size_t e, int ith) {
+    (void)ith;
+    adamw_job *J = vj;
+    llmops_adamw *o = J->o;
+    for (size_t s = b; s < e; s++) {
+        const oseg *sg = &o->segs[s];
+        llmops_train_tensor *x = llmops_trainer_tensor(o->t, sg->tensor);
+        float decay = x->decay ? J->c.decay : 1.0f;
+        float *w = x->w + sg->off, *m = o->m[sg->tensor] + sg->off, *v = o->v[sg->tensor] + sg->off;
+        const float *g = x->g + sg->off;
+#if defined(__x86_64__)
+        if (J->avx2) {
+            adamw_avx2(w, g, m, v, sg->n, &J->c, decay);
+            continue;
+        }
+#endif
+        adamw_scalar(w, g, m, v, sg->n, &J->c, decay);
+    }
+}
+
 void llmops_adamw_step(llmops_adamw *o, float lr) {
     o->steps++;
     const double b1 = o->p.beta1, b2 = o->p.beta2;
     const float c1 = (float)(1.0 - pow(b1, (double)o->steps));
     const float c2 = (float)(1.0 - pow(b2, (double)o->steps));
-    const float step_size = lr / c1, sqrt_c2 = sqrtf(c2), eps = o->p.eps;
-    const float fb1 = o->p.beta1, fb2 = o->p.beta2;
-    for (size_t i = 0; i < o->n; i++) {
-        llmops_train_tensor *x = llmops_trainer_tensor(o->t, i);
-        size_t ne = (size_t)(x->rows * x->cols);
-        float *w = x->w, *g = x->g, *m = o->m[i], *v = o->v[i];
-        const float decay = x->decay ? 1.0f - lr * o->p.weight_decay : 1.0f;
-        for (size_t k = 0; k < ne; k++) {
-            float gk = g[k];
-            m[k] = fb1 * m[k] + (1.0f - fb1) * gk;
-            v[k] = fb2 * v[k] + (1.0f - fb2) * gk * gk;
-            float denom = sqrtf(v[k]) / sqrt_c2 + eps;
-            w[k] = w[k] * decay - step_size * m[k] / denom;
-        }
-    }
+    adamw_job J = {o, {o->p.beta1, o->p.beta2, sqrtf(c2), o->p.eps, lr / c1, 1.0f - lr * o->p.weight_decay}, have_avx2()};
+    llmops_threadpool *pool = llmops_trainer_pool(o->t);
+    if (!pool || llmops_threadpool_parallel_for(pool, o->n_segs, 4, adamw_segs, &J)) adamw_segs(&J, 0, o->n_segs, 0);
 }
 
 int64_t llmops_adamw_steps(const llmops_adamw *o) { return o->steps; }
@@ -96,28 +188,98 @@ void llmops_adamw_set_steps(llmops_adamw *o, int64_t steps) { o->steps = steps; 
 float *llmops_adamw_m(llmops_adamw *o, size_t i) { return i < o->n ? o->m[i] : NULL; }
 float *llmops_adamw_v(llmops_adamw *o, size_t i) { return i < o->n ? o->v[i] : NULL; }
 
-double llmops_grad_norm(llmops_trainer *t) {
-    double sum = 0;
-    for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
-        const llmops_train_tensor *x = llmops_trainer_tensor(t, i);
-        size_t ne = (size_t)(x->rows * x->cols);
-        double s = 0;
-        for (size_t k = 0; k < ne; k++) s += (double)x->g[k] * x->g[k];
-        sum += s;
+/* ---- gradient norm and clipping ---------------------------------------------------------------- */
+
+typedef struct {
+    llmops_trainer *t;
+    const oseg *segs;
+    double *sums; /* per segment */
+    float scale;
+} grad_job;
+
+static void norm_segs(void *vj, size_t b, size_t e, int ith) {
+    (void)ith;
+    grad_job *J = vj;
+    for (size_t s = b; s < e; s++) {
+        const oseg *sg = &J->segs[s];
+        const float *g = llmops_trainer_tensor(J->t, sg->tensor)->g + sg->off;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        size_t k = 0;
+        for (; k + 4 <= sg->n; k += 4) {
+            a0 += (double)g[k] * g[k];
+            a1 += (double)g[k + 1] * g[k + 1];
+            a2 += (double)g[k + 2] * g[k + 2];
+            a3 += (double)g[k + 3] * g[k + 3];
+        }
+        for (; k < sg->n; k++) a0 += (double)g[k] * g[k];
+        J->sums[s] = (a0 + a1) + (a2 + a3);
     }
+}
+
+static void scale_segs(void *vj, size_t b, size_t e, int ith) {
+    (void)ith;
+    grad_job *J = vj;
+    for (size_t s = b; s < e; s++) {
+        const oseg *sg = &J->segs[s];
+        float *g = llmops_trainer_tensor(J->t, sg->tensor)->g + sg->off;
+        for (size_t k = 0; k < sg->n; k++) g[k] *= J->scale;
+    }
+}
+
+/* Runs fn over every segment of t's gradients on t's pool (on this thread when there is none). */
+static void over_segs(llmops_trainer *t, llmops_threadpool_range_fn fn, grad_job *J, size_t n_segs) {
+    llmops_threadpool *pool = llmops_trainer_pool(t);
+    if (!pool || llmops_threadpool_parallel_for(pool, n_segs, 4, fn, J)) fn(J, 0, n_segs, 0);
+}
+
+/* The global norm with its segments; *segs_out (if given) receives the segment list to reuse. */
+static double grad_norm_segs(llmops_trainer *t, oseg **segs_out, size_t *n_out) {
+    size_t ns = make_segs(t, NULL);
+    oseg *segs = llmops_malloc((ns ? ns : 1) * sizeof *segs);
+    double *sums = llmops_malloc((ns ? ns : 1) * sizeof *sums);
+    double sum = 0;
+    if (!segs || !sums) { /* no memory for the segment list: one pass on this thread */
+        llmops_free(segs);
+        llmops_free(sums);
+        for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+            const llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+            size_t ne = (size_t)(x->rows * x->cols);
+            for (size_t k = 0; k < ne; k++) sum += (double)x->g[k] * x->g[k];
+        }
+        if (segs_out) *segs_out = NULL, *n_out = 0;
+        return sqrt(sum);
+    }
+    make_segs(t, segs);
+    grad_job J = {t, segs, sums, 1.0f};
+    over_segs(t, norm_segs, &J, ns);
+    for (size_t s = 0; s < ns; s++) sum += sums[s];
+    llmops_free(sums);
+    if (segs_out) *segs_out = segs, *n_out = ns;
+    else llmops_free(segs);
     return sqrt(sum);
 }
 
+double llmops_grad_norm(llmops_trainer *t) { return grad_norm_segs(t, NULL, NULL); }
+
 /* As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
 double llmops_clip_grad_norm(llmops_trainer *t, double max_norm) {
-    double norm = llmops_grad_norm(t);
-    if (max_norm <= 0 || !(norm > max_norm)) return norm;
-    float c = (float)(max_norm / (norm + 1e-6));
-    for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
-        llmops_train_tensor *x = llmops_trainer_tensor(t, i);
-        size_t ne = (size_t)(x->rows * x->cols);
-        for (size_t k = 0; k < ne; k++) x->g[k] *= c;
+    oseg *segs = NULL;
+    size_t ns = 0;
+    double norm = grad_norm_segs(t, &segs, &ns);
+    if (max_norm > 0 && norm > max_norm) {
+        float c = (float)(max_norm / (norm + 1e-6));
+        if (segs) {
+            grad_job J = {t, segs, NULL, c};
+            over_segs(t, scale_segs, &J, ns);
+        } else {
+            for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+                llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+                size_t ne = (size_t)(x->rows * x->cols);
+                for (size_t k = 0; k < ne; k++) x->g[k] *= c;
+            }
+        }
     }
+    llmops_free(segs);
     return norm;
 }
 

@@ -267,17 +267,11 @@ static void block_softmax(float *S, int i0, int bi, int c0, int nc, int64_t wind
         int i = i0 + r;
         float *row = S + (size_t)r * (size_t)nc;
         int lo = first_key(i, window) - c0, hi = i - c0; /* visible columns [lo, hi] */
-        float mx = -FLT_MAX;
-        for (int j = lo; j <= hi; j++)
-            if (row[j] > mx) mx = row[j];
-        float sum = 0;
-        for (int j = lo; j <= hi; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = 1.0f / sum;
+        size_t cnt = (size_t)(hi - lo + 1);
+        float mx = tops_vec_max(row + lo, cnt);
+        float inv = (float)(1.0 / tops_vec_exp_sum(row + lo, cnt, mx, 1));
         for (int j = 0; j < lo; j++) row[j] = 0;
-        for (int j = lo; j <= hi; j++) row[j] *= inv;
+        tops_vec_scale(row + lo, cnt, inv);
         for (int j = hi + 1; j < nc; j++) row[j] = 0;
     }
 }
@@ -332,7 +326,7 @@ void tops_attn_bwd(const float *q, size_t ldq, const float *k, const float *v, s
 
 float tops_act(llmops_act_kind k, float x) {
     switch (k) {
-    case LLMOPS_ACT_SILU: return x / (1.0f + expf(-x));
+    case LLMOPS_ACT_SILU: return x * (1.0f / (1.0f + tops_exp(-x)));
     case LLMOPS_ACT_GELU: return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
     case LLMOPS_ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(GELU_C * (x + 0.044715f * x * x * x)));
     case LLMOPS_ACT_RELU: return x > 0 ? x : 0;
@@ -343,7 +337,7 @@ float tops_act(llmops_act_kind k, float x) {
 float tops_act_grad(llmops_act_kind k, float x) {
     switch (k) {
     case LLMOPS_ACT_SILU: {
-        float s = 1.0f / (1.0f + expf(-x));
+        float s = 1.0f / (1.0f + tops_exp(-x));
         return s * (1.0f + x * (1.0f - s));
     }
     case LLMOPS_ACT_GELU:
@@ -360,7 +354,7 @@ float tops_act_grad(llmops_act_kind k, float x) {
 void tops_act_both(llmops_act_kind k, float x, float *a, float *g) {
     switch (k) {
     case LLMOPS_ACT_SILU: {
-        float sg = 1.0f / (1.0f + expf(-x));
+        float sg = 1.0f / (1.0f + tops_exp(-x));
         *a = x * sg;
         *g = sg * (1.0f + x * (1.0f - sg));
         return;
@@ -389,21 +383,11 @@ void tops_act_both(llmops_act_kind k, float x, float *a, float *g) {
 /* ---- cross-entropy ---------------------------------------------------------------------------------- */
 
 double tops_ce_row(float *logits, int64_t V, int32_t target, float scale, int grad) {
-    float mx = -FLT_MAX, lt = logits[target];
-    for (int64_t j = 0; j < V; j++)
-        if (logits[j] > mx) mx = logits[j];
-    double sum = 0;
+    float lt = logits[target], mx = tops_vec_max(logits, (size_t)V);
+    double sum = tops_vec_exp_sum(logits, (size_t)V, mx, grad);
     if (grad) {
-        for (int64_t j = 0; j < V; j++) {
-            float e = expf(logits[j] - mx);
-            logits[j] = e;
-            sum += e;
-        }
-        float f = (float)(scale / sum);
-        for (int64_t j = 0; j < V; j++) logits[j] *= f;
+        tops_vec_scale(logits, (size_t)V, (float)(scale / sum));
         logits[target] -= scale;
-    } else {
-        for (int64_t j = 0; j < V; j++) sum += expf(logits[j] - mx);
     }
     return log(sum) + (double)mx - (double)lt;
 }

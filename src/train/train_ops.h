@@ -19,6 +19,19 @@
 #include "llmops/arch.h"
 #include "llmops/threadpool.h"
 
+/* ---- vectorised row loops (train_vec.c; AVX2 when the CPU has it, the same functions otherwise) ---- */
+
+/* e^x within 2 ulp (0 below -87.3, capped above 88.37). */
+float tops_exp(float x);
+/* max of x[0..n) (-FLT_MAX when n is 0). */
+float tops_vec_max(const float *x, size_t n);
+/* Σ e^(x[j] − mx) in double; store: x[j] ← e^(x[j] − mx). */
+double tops_vec_exp_sum(float *x, size_t n, float mx, int store);
+/* x[j] ·= f. */
+void tops_vec_scale(float *x, size_t n, float f);
+/* a = x·σ(x) and, if g, g = d/dx of it = σ(x)·(1 + x·(1 − σ(x))). */
+void tops_vec_silu(const float *x, float *a, float *g, size_t n);
+
 /* ---- matrix products (OpenBLAS) ------------------------------------------------------ */
 
 /* C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major; ta/tb: 1 = transposed. */

@@ -389,3 +389,55 @@ TEST(train_ops_gemm_batch_split_over_threads_equals_one_call) {
     llmops_threadpool_free(pool);
     free(A), free(B1), free(B2), free(A3), free(C), free(C3), free(R), free(R3);
 }
+
+/* ---- vectorised row loops (train_vec.c) -------------------------------------------------------- */
+
+/* Distance in units in the last place between two finite floats of the same sign. */
+static double ulps(float a, double ref) {
+    float r = (float)ref;
+    if (r == 0.0f) return a == 0.0f ? 0 : 1e9;
+    return fabs((double)a - ref) / (double)(nextafterf(fabsf(r), INFINITY) - fabsf(r));
+}
+
+TEST(train_ops_vector_exp_within_2_ulp_of_libm) {
+    double worst = 0;
+    for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {
+        double u = ulps(tops_exp(x), exp((double)x));
+        if (u > worst) worst = u;
+    }
+    CHECK_MSG(worst <= 2.0, "worst %.2f ulp", worst);
+    CHECK(tops_exp(0.0f) == 1.0f);
+    CHECK(tops_exp(-100.0f) == 0.0f);
+    CHECK(tops_exp(-INFINITY) == 0.0f);
+    CHECK(isfinite(tops_exp(1000.0f)));
+    CHECK(isnan(tops_exp(NAN)));
+    /* the SIMD body (rows of 8) and the scalar tail (the rest) give the same values; exp_sum against libm */
+    size_t n = 1003;
+    float *x = rand_vec(n, 30.0f), *y = malloc(n * sizeof *y);
+    x[5] = NAN;
+    memcpy(y, x, n * sizeof *y);
+    tops_vec_exp_sum(y, n, 0.0f, 1);
+    CHECK(isnan(y[5]));
+    for (size_t i = 0; i < n; i++)
+        if (i != 5) CHECK_MSG(y[i] == tops_exp(x[i]), "element %zu: %g vs %g", i, y[i], tops_exp(x[i]));
+    x[5] = 0.0f;
+    float mx = tops_vec_max(x, n);
+    double ref = 0, refmax = -1e30;
+    for (size_t i = 0; i < n; i++) refmax = x[i] > refmax ? x[i] : refmax;
+    CHECK((double)mx == refmax);
+    for (size_t i = 0; i < n; i++) ref += exp((double)x[i] - mx);
+    CHECK_MSG(close_to(tops_vec_exp_sum(x, n, mx, 0), ref, 0, 1e-6), "exp sum");
+    /* SiLU and its derivative against the double-precision definition, body and tail */
+    float *a = malloc(n * sizeof *a), *g = malloc(n * sizeof *g);
+    for (size_t i = 0; i < n; i++) x[i] = 12.0f * frand();
+    tops_vec_silu(x, a, g, n);
+    for (size_t i = 0; i < n; i++) {
+        double s = 1.0 / (1.0 + exp(-(double)x[i]));
+        CHECK_MSG(close_to(a[i], x[i] * s, 1e-7, 1e-6), "silu(%g) = %g", x[i], a[i]);
+        CHECK_MSG(close_to(g[i], s * (1 + x[i] * (1 - s)), 1e-7, 1e-6), "silu'(%g) = %g", x[i], g[i]);
+        float sa, sg;
+        tops_act_both(LLMOPS_ACT_SILU, x[i], &sa, &sg);
+        CHECK(sa == a[i] && sg == g[i]);
+    }
+    free(x), free(y), free(a), free(g);
+}
