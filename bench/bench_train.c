@@ -190,8 +190,7 @@ int main(int argc, char **argv) {
         int64_t cnt = 0;
         if (llmops_trainer_forward_backward(t, tok, tgt, batch, T, 1.0f / (float)n, &loss, &cnt, &err)) goto fail;
         double b = now();
-        llmops_clip_grad_norm(t, 1.0);
-        llmops_adamw_step(opt, 1e-4f);
+        llmops_adamw_clip_step(opt, 1e-4f, 1.0);
         double c = now();
         dt[s] = c - a;
         fb[s] = b - a;

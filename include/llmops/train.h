@@ -74,6 +74,7 @@ typedef struct llmops_trainer_params {
     int base_type;          /* QLoRA: LLMOPS_DTYPE_Q8_0 (default), Q4_0 or Q4_K          */
     int recompute;          /* 1: keep only each layer's input, recompute in backward     */
     int n_threads;          /* 0 = the physical cores                                      */
+    int head_chunk;         /* positions whose logits exist at once (≥ 16); 0: 32 Mi floats, ≤ 1024 */
     uint64_t seed;          /* LoRA A init, dropout masks, from-scratch init; default 42  */
 } llmops_trainer_params;
 
@@ -173,6 +174,9 @@ float *llmops_adamw_v(llmops_adamw *o, size_t i);
  * Returns the norm before clipping. */
 double llmops_grad_norm(llmops_trainer *t);
 double llmops_clip_grad_norm(llmops_trainer *t, double max_norm);
+/* llmops_clip_grad_norm then llmops_adamw_step in one pass over the weights (the same result bit for
+ * bit, but the gradients are left unscaled). Returns the norm before clipping. */
+double llmops_adamw_clip_step(llmops_adamw *o, float lr, double max_norm);
 
 /* ---- learning-rate schedules ----------------------------------------------------- */
 

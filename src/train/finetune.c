@@ -561,9 +561,8 @@ static llmops_status train_step(ft_run *r, llmops_error *err) {
         if ((st = dist_sum_doubles(&r->dist, sums, 2, err))) return st;
         r->tokens_run += (int64_t)(global - info.n_rows) * L; /* the other ranks' rows */
     }
-    double norm = llmops_clip_grad_norm(r->t, tc->max_grad_norm);
     double lr = llmops_lr_at(&r->sched, r->step);
-    llmops_adamw_step(r->opt, (float)lr);
+    double norm = llmops_adamw_clip_step(r->opt, (float)lr, tc->max_grad_norm);
     r->step++;
     r->epoch = info.epoch;
     r->last_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;

@@ -103,13 +103,15 @@ nomem:
 
 typedef struct {
     float fb1, fb2, sqrt_c2, eps, step_size, decay; /* decay: the factor for tensors that decay */
+    float gscale;                                   /* clipping folded in: g·gscale (1: none)   */
+    int scaled;
 } adamw_consts;
 
 /* The update of n elements, in exactly the scalar expression order (no contraction), so the
  * vector path below gives the same bits. */
 static void adamw_scalar(float *w, const float *g, float *m, float *v, size_t n, const adamw_consts *c, float decay) {
     for (size_t k = 0; k < n; k++) {
-        float gk = g[k];
+        float gk = c->scaled ? g[k] * c->gscale : g[k];
         m[k] = c->fb1 * m[k] + (1.0f - c->fb1) * gk;
         v[k] = c->fb2 * v[k] + (1.0f - c->fb2) * gk * gk;
         float denom = sqrtf(v[k]) / c->sqrt_c2 + c->eps;
@@ -123,10 +125,11 @@ __attribute__((target("avx2"))) static void adamw_avx2(float *w, const float *g,
                                                        const adamw_consts *c, float decay) {
     const __m256 b1 = _mm256_set1_ps(c->fb1), nb1 = _mm256_set1_ps(1.0f - c->fb1), b2 = _mm256_set1_ps(c->fb2),
                  nb2 = _mm256_set1_ps(1.0f - c->fb2), sc2 = _mm256_set1_ps(c->sqrt_c2), eps = _mm256_set1_ps(c->eps),
-                 ss = _mm256_set1_ps(c->step_size), dc = _mm256_set1_ps(decay);
+                 ss = _mm256_set1_ps(c->step_size), dc = _mm256_set1_ps(decay), gs = _mm256_set1_ps(c->gscale);
     size_t k = 0;
     for (; k + 8 <= n; k += 8) {
         __m256 gk = _mm256_loadu_ps(g + k);
+        if (c->scaled) gk = _mm256_mul_ps(gk, gs);
         __m256 mk = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + k)), _mm256_mul_ps(nb1, gk));
         __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + k)), _mm256_mul_ps(_mm256_mul_ps(nb2, gk), gk));
         __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vk), sc2), eps);
@@ -173,15 +176,19 @@ static void adamw_segs(void *vj, size_t b, size_t e, int ith) {
     }
 }
 
-void llmops_adamw_step(llmops_adamw *o, float lr) {
+static void adamw_run(llmops_adamw *o, float lr, float gscale, int scaled) {
     o->steps++;
     const double b1 = o->p.beta1, b2 = o->p.beta2;
     const float c1 = (float)(1.0 - pow(b1, (double)o->steps));
     const float c2 = (float)(1.0 - pow(b2, (double)o->steps));
-    adamw_job J = {o, {o->p.beta1, o->p.beta2, sqrtf(c2), o->p.eps, lr / c1, 1.0f - lr * o->p.weight_decay}, have_avx2()};
+    adamw_job J = {o,
+                   {o->p.beta1, o->p.beta2, sqrtf(c2), o->p.eps, lr / c1, 1.0f - lr * o->p.weight_decay, gscale, scaled},
+                   have_avx2()};
     llmops_threadpool *pool = llmops_trainer_pool(o->t);
     if (!pool || llmops_threadpool_parallel_for(pool, o->n_segs, 4, adamw_segs, &J)) adamw_segs(&J, 0, o->n_segs, 0);
 }
+
+void llmops_adamw_step(llmops_adamw *o, float lr) { adamw_run(o, lr, 1.0f, 0); }
 
 int64_t llmops_adamw_steps(const llmops_adamw *o) { return o->steps; }
 void llmops_adamw_set_steps(llmops_adamw *o, int64_t steps) { o->steps = steps; }
@@ -261,13 +268,28 @@ static double grad_norm_segs(llmops_trainer *t, oseg **segs_out, size_t *n_out) 
 
 double llmops_grad_norm(llmops_trainer *t) { return grad_norm_segs(t, NULL, NULL); }
 
+/* torch.nn.utils.clip_grad_norm_'s factor: max_norm / (norm + 1e-6) when that is below 1. */
+static int clip_factor(double norm, double max_norm, float *c) {
+    if (!(max_norm > 0 && norm > max_norm)) return 0;
+    *c = (float)(max_norm / (norm + 1e-6));
+    return 1;
+}
+
+double llmops_adamw_clip_step(llmops_adamw *o, float lr, double max_norm) {
+    double norm = grad_norm_segs(o->t, NULL, NULL);
+    float c = 1.0f;
+    int scaled = clip_factor(norm, max_norm, &c);
+    adamw_run(o, lr, c, scaled);
+    return norm;
+}
+
 /* As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
 double llmops_clip_grad_norm(llmops_trainer *t, double max_norm) {
     oseg *segs = NULL;
     size_t ns = 0;
     double norm = grad_norm_segs(t, &segs, &ns);
-    if (max_norm > 0 && norm > max_norm) {
-        float c = (float)(max_norm / (norm + 1e-6));
+    float c;
+    if (clip_factor(norm, max_norm, &c)) {
         if (segs) {
             grad_job J = {t, segs, NULL, c};
             over_segs(t, scale_segs, &J, ns);

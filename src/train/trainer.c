@@ -915,8 +915,11 @@ static size_t layout_scratch(llmops_trainer *t, float *base, size_t n, int T) {
     t->rope_cs = carve_f(base, &cur, (size_t)T * half);
     t->rope_sn = carve_f(base, &cur, (size_t)T * half);
     t->attn_scr = carve_f(base, &cur, (size_t)t->nth * tops_attn_scratch(T));
-    size_t C = (8u << 20) / D.V;
-    if (C > 256) C = 256;
+    /* logits of up to 32 Mi floats at a time (the LM head's dW product then has a deep inner
+     * dimension; fewer passes over its V × d gradient) */
+    size_t C = (32u << 20) / D.V;
+    if (C > 1024) C = 1024;
+    if (t->p.head_chunk > 0) C = (size_t)t->p.head_chunk;
     if (C < 16) C = 16;
     if (C > n) C = n;
     t->chunk_rows = C;

@@ -267,6 +267,7 @@ static llmops_status make_trainer(const ref_case *c, const char *path, llmops_mo
     tp.lora_targets = c->targets;
     tp.n_threads = 2;
     tp.recompute = c->recompute;
+    tp.head_chunk = 37; /* several logits chunks, the last one partial */
     tp.seed = 7;
     if (c->method == LLMOPS_TRAIN_QLORA) tp.base_type = quant_type(c->gguf);
     st = c->method == LLMOPS_TRAIN_SCRATCH ? llmops_trainer_create_scratch(llmops_model_arch(*m), &tp, t, err)

@@ -750,3 +750,86 @@ TEST(trainer_threads_agree_stories260k) {
     }
     llmops_model_free(m);
 }
+
+/* The fused clip + AdamW pass (what `llmops finetune` runs) gives the same weights and moments, bit
+ * for bit, as clipping then stepping (what the PyTorch AdamW comparison checks), on steps where the
+ * clip bites and where it does not: each step runs both ways from the same saved state. */
+typedef struct {
+    float **w, **m, **v, **g;
+} opt_state;
+
+static void state_copy(llmops_trainer *t, llmops_adamw *o, opt_state *st, int save) {
+    for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+        llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+        size_t b = (size_t)(x->rows * x->cols) * sizeof(float);
+        float *live[4] = {x->w, llmops_adamw_m(o, i), llmops_adamw_v(o, i), x->g};
+        float **keep[4] = {st->w, st->m, st->v, st->g};
+        for (int k = 0; k < 4; k++) {
+            if (save && !keep[k][i]) keep[k][i] = malloc(b);
+            if (save) memcpy(keep[k][i], live[k], b);
+            else memcpy(live[k], keep[k][i], b);
+        }
+    }
+}
+
+TEST(trainer_fused_clip_adamw_equals_clip_then_step) {
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(stories(), NULL, &m, &err), err);
+    int32_t tok[2 * 32], tgt[2 * 32];
+    make_batch(tok, tgt, 2 * 32, 512, 11);
+    llmops_trainer_params p;
+    llmops_trainer_params_init(&p);
+    p.method = LLMOPS_TRAIN_FULL;
+    p.n_threads = 3;
+    llmops_trainer *t;
+    CHECK_OK(llmops_trainer_create(m, &p, &t, &err), err);
+    llmops_adamw_params ap;
+    llmops_adamw_params_init(&ap);
+    ap.weight_decay = 0.1f;
+    llmops_adamw *o;
+    CHECK_OK(llmops_adamw_create(t, &ap, &o, &err), err);
+    size_t nt = llmops_trainer_n_tensors(t);
+    opt_state st = {calloc(nt, sizeof(float *)), calloc(nt, sizeof(float *)), calloc(nt, sizeof(float *)),
+                    calloc(nt, sizeof(float *))};
+    float **sep_w = calloc(nt, sizeof(float *)), **sep_m = calloc(nt, sizeof(float *));
+    double clip = 0;
+    for (int s = 0; s < 4; s++) {
+        llmops_trainer_zero_grad(t);
+        double loss;
+        int64_t c;
+        CHECK_OK(llmops_trainer_forward_backward(t, tok, tgt, 2, 32, 1.0f / 64, &loss, &c, &err), err);
+        if (s == 0) clip = 0.7 * llmops_grad_norm(t);
+        double max_norm = s == 2 ? 1e9 : clip; /* step 2: no clipping */
+        state_copy(t, o, &st, 1);
+        int64_t steps = llmops_adamw_steps(o);
+        double n0 = llmops_clip_grad_norm(t, max_norm);
+        llmops_adamw_step(o, 1e-3f);
+        for (size_t i = 0; i < nt; i++) {
+            llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+            size_t b = (size_t)(x->rows * x->cols) * sizeof(float);
+            if (!sep_w[i]) sep_w[i] = malloc(b), sep_m[i] = malloc(b);
+            memcpy(sep_w[i], x->w, b);
+            memcpy(sep_m[i], llmops_adamw_m(o, i), b);
+        }
+        state_copy(t, o, &st, 0);
+        llmops_adamw_set_steps(o, steps);
+        double n1 = llmops_adamw_clip_step(o, 1e-3f, max_norm);
+        CHECK_MSG(n0 == n1, "step %d: norm %.17g vs %.17g", s, n0, n1);
+        size_t diff = 0, moved = 0;
+        for (size_t i = 0; i < nt; i++) {
+            llmops_train_tensor *x = llmops_trainer_tensor(t, i);
+            for (int64_t j = 0; j < x->rows * x->cols; j++) {
+                diff += x->w[j] != sep_w[i][j] || llmops_adamw_m(o, i)[j] != sep_m[i][j];
+                moved += x->w[j] != st.w[i][j];
+            }
+        }
+        CHECK_MSG(diff == 0, "step %d: %zu weights or moments differ", s, diff);
+        CHECK(moved > 1000);
+    }
+    for (size_t i = 0; i < nt; i++) free(st.w[i]), free(st.m[i]), free(st.v[i]), free(st.g[i]), free(sep_w[i]), free(sep_m[i]);
+    free(st.w), free(st.m), free(st.v), free(st.g), free(sep_w), free(sep_m);
+    llmops_adamw_free(o);
+    llmops_trainer_free(t);
+    llmops_model_free(m);
+}
