@@ -121,6 +121,11 @@ uint64_t llmops_trainer_n_trainable(const llmops_trainer *t);
 void llmops_trainer_zero_grad(llmops_trainer *t);
 /* The trainer's thread pool (n_threads of its params); the optimizer's passes run on it. */
 struct llmops_threadpool *llmops_trainer_pool(llmops_trainer *t);
+/* The LoRA dropout of the last forward_backward on the input of `weight` (e.g. "blk.0.attn_q.weight"):
+ * mask (n tokens × in features) ← 0 for a dropped element, 1 / (1 − p) for a kept one, so that the
+ * branch saw mask ⊙ x. For comparisons with a reference that cannot draw the same random numbers. */
+llmops_status llmops_trainer_dropout_mask(const llmops_trainer *t, const char *weight, size_t n, float *mask,
+                                          llmops_error *err);
 
 /*
  * One micro-batch: n_seq sequences of seq_len tokens (row-major), each

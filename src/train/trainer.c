@@ -832,6 +832,27 @@ llmops_train_tensor *llmops_trainer_find(llmops_trainer *t, const char *name) {
 
 struct llmops_threadpool *llmops_trainer_pool(llmops_trainer *t) { return t->pool; }
 
+llmops_status llmops_trainer_dropout_mask(const llmops_trainer *t, const char *weight, size_t n, float *mask,
+                                          llmops_error *err) {
+    float p = t->p.lora_dropout;
+    if (!(p > 0)) return llmops_error_set(err, LLMOPS_ERR_INVALID_ARG, "the trainer has no LoRA dropout");
+    for (int l = 0; l < (int)t->arch.n_layers; l++)
+        for (int s = 0; s < LIN_N; s++) {
+            const tlin *li = &t->layers[l].lin[s];
+            char name[96];
+            if (!li->present || li->ia < 0) continue;
+            lin_name(t, l, s, "weight", name, sizeof name);
+            if (strcmp(name, weight) != 0) continue;
+            size_t in = (size_t)li->W.cols;
+            float inv = 1.0f / (1.0f - p);
+            for (size_t i = 0; i < n; i++)
+                for (size_t c = 0; c < in; c++)
+                    mask[i * in + c] = drop_keep(t->drop_key, li->id, (uint64_t)(i * in + c), p) ? inv : 0.0f;
+            return LLMOPS_OK;
+        }
+    return llmops_error_set(err, LLMOPS_ERR_NOT_FOUND, "no LoRA-adapted weight named '%s'", weight);
+}
+
 static void zero_rows(void *vj, size_t b, size_t e, int ith) {
     (void)ith;
     float *g = vj;

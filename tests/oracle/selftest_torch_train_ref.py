@@ -442,6 +442,46 @@ def test_base_gguf(models, tmp):
         check(0 < maxdiff(lq, want) < 0.05, f"Q8_0 base changes the logits a little ({maxdiff(lq, want):.1e})")
 
 
+def test_dropout_masks(models):
+    print("[i] given LoRA dropout masks")
+    toks = torch.tensor(TOKS)
+    rng = np.random.default_rng(5)
+    for arch in ("llama", "gpt2"):
+        d = models[arch]
+        init = lora_init(ttr.TrainModel(d, torch.float64), rng)
+        def logits_with(masks):
+            m = ttr.TrainModel(d, torch.float64)
+            m.attach_trainable(init, 16.0, None)
+            m.drop_masks = masks
+            with torch.no_grad():
+                return m.forward(toks)
+        plain = logits_with({})
+        n = toks.numel()
+        wnames = sorted({k[:-len(".lora_a")] for k in init if k.endswith(".lora_a")})
+        ones = {w: torch.ones(n, init[w + ".lora_a"].shape[1], dtype=torch.float64) for w in wnames}
+        check(maxdiff(logits_with(ones), plain) < 1e-12, f"{arch}: all-ones masks leave the logits")
+        # zero masks on every LoRA input == the base model (B·A·0 = 0)
+        zeros = {w: torch.zeros_like(v) for w, v in ones.items()}
+        base = ttr.TrainModel(d, torch.float64)
+        with torch.no_grad():
+            want = base.forward(toks)
+        check(maxdiff(logits_with(zeros), want) < 1e-12, f"{arch}: all-zero masks give the base model")
+        # a mask that is the same for every token drops/scales input columns: the same as A with
+        # those columns scaled, A·diag(keep), and no mask
+        w = wnames[0]
+        cols = init[w + ".lora_a"].shape[1]
+        keep = (rng.random(cols) > 0.3).astype(np.float64) / 0.7
+        masks = {w: torch.tensor(np.tile(keep, (n, 1)))}
+        init2 = dict(init)
+        init2[w + ".lora_a"] = (init[w + ".lora_a"].astype(np.float64) * keep).astype(np.float64)
+        m2 = ttr.TrainModel(d, torch.float64)
+        m2.attach_trainable(init2, 16.0, None)
+        with torch.no_grad():
+            want2 = m2.forward(toks)
+        check(maxdiff(logits_with(masks), want2) < 1e-10,
+              f"{arch}: a column mask on {w} equals A with those columns scaled")
+
+
 def main() -> int:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="ttr-selftest.") as tmp:
@@ -457,6 +497,7 @@ def main() -> int:
         test_rope_layout(models)
         test_cli(models, tmp)
         test_base_gguf(models, tmp)
+        test_dropout_masks(models)
     print(f"{N_PASS} passed, {N_FAIL} failed")
     return 1 if N_FAIL else 0
 

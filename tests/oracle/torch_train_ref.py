@@ -38,6 +38,7 @@ CLI (every subcommand prints its results; files are float32 safetensors)
         the HF folder with W <- W + scale * alpha/r * B A merged (Conv1D: W += (B A)^T), F32.
   grads --model HF_DIR --init TRAINABLE.safetensors --batch BATCH.json --out GRADS.safetensors
         [--alpha 16] [--rank R] [--expect-targets q,k,v,o,gate,up,down | --expect-full]
+        [--dropout-masks MASKS.safetensors]
         TRAINABLE holds the trainable tensors with their current values: a name ending in
         .lora_a/.lora_b attaches a LoRA factor to its base weight, any other name replaces a
         base tensor (full fine-tuning; its values are used exactly). BATCH.json:
@@ -46,6 +47,8 @@ CLI (every subcommand prints its results; files are float32 safetensors)
         Writes d loss / d tensor for every tensor of TRAINABLE (same names and shapes), with
         metadata loss_sum (unscaled sum), n_counted; prints "loss_sum X" and "n_counted N".
         --logits-out F.safetensors: the logits [n_seq*seq_len, vocab] too (tensor "logits").
+        --dropout-masks: LoRA dropout with a given realisation: tensor "W.dropout_mask"
+        [n_seq*seq_len, in] multiplies the input of W's LoRA branch (PEFT's lora_dropout(x)).
   adamw --init INIT.safetensors --grads G1.safetensors [--grads G2 ...] --out FINAL.safetensors
         [schedule and optimizer options below]
         step s (0-based) sets p.grad = Gs (raw gradient), clip_grad_norm_(max_norm), then
@@ -217,6 +220,7 @@ class TrainModel:
         if c.rope_layout is not None:
             self.inv_freq, self.attn_factor = tr.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling, c.max_pos)
         self.lora_dropout = 0.0
+        self.drop_masks: dict = {}
 
     def use_gguf_base(self, path: str, linear_only: bool = False) -> None:
         """Frozen values from a GGUF file with the same tensors (e.g. quantized by the engine): each
@@ -279,8 +283,14 @@ class TrainModel:
         y = x @ self.get(stem + ".weight").t()
         if self.has(stem + ".bias"):
             y = y + self.get(stem + ".bias")
+        mask = self.drop_masks.get(stem + ".weight")
         for A, B, s in self.lora.get(stem + ".weight", []):
-            xin = F.dropout(x, self.lora_dropout, True) if self.lora_dropout > 0 else x
+            if mask is not None:      # a given dropout realisation: PEFT's dropout(x) = mask * x
+                if mask.numel() != x.numel():
+                    die(f"dropout mask of {stem}.weight has {mask.numel()} values, its input {x.numel()}")
+                xin = x * mask.reshape(x.shape)
+            else:
+                xin = F.dropout(x, self.lora_dropout, True) if self.lora_dropout > 0 else x
             y = y + s * ((xin @ A.t()) @ B.t())
         return y
 
@@ -677,6 +687,8 @@ def add_train(p):
     p.add_argument("--rank", type=int, help="expected LoRA rank (checked)")
     p.add_argument("--expect-targets", help="check that the LoRA factors are exactly these targets in every layer")
     p.add_argument("--expect-full", action="store_true", help="check that every model tensor is trainable")
+    p.add_argument("--dropout-masks", help="safetensors of 'W.dropout_mask' [n_tokens, in]: LoRA dropout on W's "
+                   "input as mask * x (0 dropped, 1/(1-p) kept) instead of random draws")
 
 
 def fmt(x: float) -> str:
@@ -802,6 +814,12 @@ def main(argv=None) -> int:
         m.use_gguf_base(a.base_gguf, a.base_gguf_linear_only)
     init, _ = read_st(a.init)
     named = m.attach_trainable(init, a.alpha, a.rank)
+    if a.dropout_masks:
+        masks, _ = read_st(a.dropout_masks)
+        for k, v in masks.items():
+            if not k.endswith(".dropout_mask") or k[:-len(".dropout_mask")] not in m.lora:
+                die(f"{a.dropout_masks}: {k!r} is not the dropout mask of a LoRA-adapted weight")
+            m.drop_masks[k[:-len(".dropout_mask")]] = torch.tensor(v.astype(np.float64), dtype=dtype)
     check_targets(m, [n for n, _, _ in named], a.expect_targets, a.expect_full)
     toks, tg, ls = load_batch(a.batch, a.loss_scale)
     if a.cmd == "grads":

@@ -206,6 +206,7 @@ typedef struct ref_case {
                                          a quantize recipe: the quantized GGUF (QLORA: the HF folder, and
                                          the oracle's frozen values come from llmops_quantize_model)       */
     int accumulate;                   /* the batch as two micro-batches into the same accumulators    */
+    float dropout;                    /* LoRA dropout: the oracle applies the trainer's masks         */
 } ref_case;
 
 #define ALL_LLAMA                                                                                          \
@@ -268,6 +269,7 @@ static llmops_status make_trainer(const ref_case *c, const char *path, llmops_mo
     tp.n_threads = 2;
     tp.recompute = c->recompute;
     tp.head_chunk = 37; /* several logits chunks, the last one partial */
+    tp.lora_dropout = c->dropout;
     tp.seed = 7;
     if (c->method == LLMOPS_TRAIN_QLORA) tp.base_type = quant_type(c->gguf);
     st = c->method == LLMOPS_TRAIN_SCRATCH ? llmops_trainer_create_scratch(llmops_model_arch(*m), &tp, t, err)
@@ -386,6 +388,38 @@ static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
                  err);
     }
     CHECK_OK(dump_tensors(t, 1, gpath, &err), err);
+    char mpath[1024], margs2[1100] = "";
+    if (c->dropout > 0) { /* the realisation of the dropout this step used, for the oracle */
+        snprintf(mpath, sizeof mpath, "%s", test_tmpfile("dropout_masks.safetensors"));
+        size_t ntok = (size_t)(b.n_seq * b.seq_len);
+        llmops_st_writer *w = llmops_st_writer_create();
+        size_t nmask = 0;
+        float *masks[64]; /* the writer keeps pointers until it writes */
+        double kept = 0, total = 0;
+        for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
+            const char *nm = llmops_trainer_tensor(t, i)->name;
+            size_t ln = strlen(nm);
+            if (ln < 14 || strcmp(nm + ln - 14, ".weight.lora_a") != 0) continue;
+            char wname[96], mname[128];
+            snprintf(wname, sizeof wname, "%.*s", (int)(ln - 7), nm);
+            snprintf(mname, sizeof mname, "%s.dropout_mask", wname);
+            size_t in = (size_t)llmops_trainer_tensor(t, i)->cols;
+            CHECK(nmask < sizeof masks / sizeof masks[0]);
+            float *mk = masks[nmask] = malloc(ntok * in * sizeof(float));
+            CHECK_OK(llmops_trainer_dropout_mask(t, wname, ntok, mk, &err), err);
+            for (size_t j = 0; j < ntok * in; j++) kept += mk[j] != 0, total += 1;
+            uint64_t shape[2] = {ntok, in};
+            CHECK_OK(llmops_st_writer_add(w, mname, LLMOPS_DTYPE_F32, 2, shape, mk, &err), err);
+            nmask++;
+        }
+        CHECK_OK(llmops_st_writer_write(w, mpath, &err), err);
+        for (size_t i = 0; i < nmask; i++) free(masks[i]);
+        llmops_st_writer_free(w);
+        CHECK(nmask > 0);
+        /* the masks keep about 1 − p of the inputs */
+        CHECK_MSG(fabs(kept / total - (1.0 - c->dropout)) < 0.02, "kept fraction %.4f", kept / total);
+        snprintf(margs2, sizeof margs2, "--dropout-masks %s", mpath);
+    }
     /* eval and logits: the same forward pass without gradients */
     double eloss = 0;
     int64_t ecnt = 0;
@@ -400,12 +434,13 @@ static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
     int n_var = 1;
     double ref_loss = NAN, ref_cnt = NAN, md = INFINITY, mx = 0;
     char tag[160];
-    snprintf(tag, sizeof tag, "%s %s%s%s %s%s%s grads", c->arch, c->size, c->gguf ? " " : "", c->gguf ? c->gguf : "",
-             method_name(c->method), c->recompute ? " recompute" : "", c->accumulate ? " 2 micro-batches" : "");
+    snprintf(tag, sizeof tag, "%s %s%s%s %s%s%s%s grads", c->arch, c->size, c->gguf ? " " : "", c->gguf ? c->gguf : "",
+             method_name(c->method), c->recompute ? " recompute" : "", c->accumulate ? " 2 micro-batches" : "",
+             c->dropout > 0 ? " dropout" : "");
     oracle_train_args(c, args, sizeof args);
     for (int v = 0; v < n_var; v++) {
-        snprintf(cmd, sizeof cmd, PY " %s grads --model %s %s %s --init %s --batch %s %s --logits-out %s --out %s",
-                 test_oracle("torch_train_ref.py"), dir, margs, variants[v], init, bpath, args, lpath, opath);
+        snprintf(cmd, sizeof cmd, PY " %s grads --model %s %s %s --init %s --batch %s %s %s --logits-out %s --out %s",
+                 test_oracle("torch_train_ref.py"), dir, margs, variants[v], init, bpath, args, margs2, lpath, opath);
         char *out = test_run_capture(cmd);
         CHECK_MSG(out != NULL, "oracle failed: %s", cmd);
         ref_loss = out_value(out, "loss_sum", -1);
@@ -431,12 +466,17 @@ static void grads_case_ex(const ref_case *c, int n_seq, int seq_len) {
     fprintf(stderr, "  %s: loss_sum C %.9g torch %.9g (rel %.2g), counted %lld / %g\n", tag, loss, ref_loss,
             fabs(loss - ref_loss) / fabs(ref_loss), (long long)cnt, ref_cnt);
     fprintf(stderr, "  %s: logits max |diff| %.3g (max |torch| %.3g)\n", tag, md, mx);
-    CHECK_MSG(md <= 1e-5 * mx + 1e-6, "llmops_trainer_logits: max |diff| %.3g vs PyTorch (max %.3g)", md, mx);
+    /* with dropout the oracle's logits are those of the training pass, ours of an evaluation */
+    if (c->dropout == 0)
+        CHECK_MSG(md <= 1e-5 * mx + 1e-6, "llmops_trainer_logits: max |diff| %.3g vs PyTorch (max %.3g)", md, mx);
     CHECK_EQ_INT(cnt, b.n_counted);
     CHECK_EQ_INT(cnt, (int64_t)ref_cnt);
     CHECK_MSG(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss_sum: C %.9g, PyTorch %.9g", loss, ref_loss);
     CHECK_EQ_INT(ecnt, cnt);
-    CHECK_MSG(fabs(eloss - loss) <= 1e-6 * fabs(loss), "eval loss %.9g, forward_backward %.9g", eloss, loss);
+    if (c->dropout == 0)
+        CHECK_MSG(fabs(eloss - loss) <= 1e-6 * fabs(loss), "eval loss %.9g, forward_backward %.9g", eloss, loss);
+    else /* dropout on nonzero B factors changes the training loss, not the evaluation's */
+        CHECK_MSG(fabs(eloss - loss) > 1e-6 * fabs(loss), "dropout left the loss unchanged (%.9g)", loss);
     free(logits);
     int bad = compare_file(t, 1, opath, 1e-4, 1e-6, 1e-12, tag, &err);
     CHECK_MSG(bad == 0, "%d gradients differ from PyTorch's (see above)", bad);
@@ -453,88 +493,97 @@ static const char *k_all_llama = "q,k,v,o,gate,up,down";
 static const char *k_all_gpt2 = "qkv,o,up,down";
 
 TEST(train_ref_llama_gqa_lora_grads) {
-    ref_case c = {"llama", "small", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
+    ref_case c = {"llama", "small", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_full_grads) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0, 0};
+    grads_case(&c);
+}
+/* LoRA dropout: the oracle applies the masks the trainer drew (it cannot draw the same numbers) */
+TEST(train_ref_llama_lora_dropout_grads) {
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0, 0.3f};
+    grads_case(&c);
+}
+TEST(train_ref_gpt2_lora_dropout_recompute_grads) {
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 1, NULL, 0, 0.2f};
     grads_case(&c);
 }
 TEST(train_ref_llama_f16_lora_recompute_grads) {
-    ref_case c = {"llama", "tiny", "--dtype f16", LLMOPS_TRAIN_LORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 1, NULL, 0};
+    ref_case c = {"llama", "tiny", "--dtype f16", LLMOPS_TRAIN_LORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 1, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_lora_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_full_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_gpt2_lora_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_gpt2_full_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_mistral_window_lora_grads) {
-    ref_case c = {"mistral", "tiny", "--sliding-window 5", LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
+    ref_case c = {"mistral", "tiny", "--sliding-window 5", LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama3_full_grads) {
-    ref_case c = {"llama3", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
+    ref_case c = {"llama3", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0, 0};
     grads_case(&c);
 }
 
 TEST(train_ref_llama_gguf_lora_grads) {
     /* GGUF rows permuted for adjacent-pair RoPE: the LoRA factors of q/k live in that row order */
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "f32", 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "f32", 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_gguf_full_grads_two_micro_batches) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, "f32", 1};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, "f32", 1, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_q8_0_base_lora_grads) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q8_0", 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q8_0", 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_q4_0_base_lora_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q4_0", 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, "q4_0", 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_llama_qlora_q8_0_grads) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_QLORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 0, "q8_0", 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_QLORA, LLMOPS_LORA_Q | LLMOPS_LORA_V, "q,v", 0, "q8_0", 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_qlora_q4_0_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_QLORA, ALL_LLAMA, k_all_llama, 1, "q4_0", 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_QLORA, ALL_LLAMA, k_all_llama, 1, "q4_0", 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_gpt2_lora_grads_two_micro_batches) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, LLMOPS_LORA_QKV, "qkv", 0, NULL, 1};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, LLMOPS_LORA_QKV, "qkv", 0, NULL, 1, 0};
     grads_case(&c);
 }
 
 TEST(train_ref_gpt2_scratch_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0, 0};
     grads_case(&c);
 }
 TEST(train_ref_qwen2_scratch_grads) {
-    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0};
+    ref_case c = {"qwen2", "tiny", NULL, LLMOPS_TRAIN_SCRATCH, 0, NULL, 0, NULL, 0, 0};
     grads_case(&c);
 }
 
 /* longer rows (several attention tiles, a window well inside the row), one sequence */
 TEST(train_ref_mistral_long_rows_full_grads) {
-    ref_case c = {"mistral", "tiny", "--sliding-window 37", LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0};
+    ref_case c = {"mistral", "tiny", "--sliding-window 37", LLMOPS_TRAIN_FULL, 0, NULL, 1, NULL, 0, 0};
     grads_case_ex(&c, 1, 150);
 }
 TEST(train_ref_gpt2_long_rows_lora_grads) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_GPT2, k_all_gpt2, 0, NULL, 0, 0};
     grads_case_ex(&c, 2, 97);
 }
 
@@ -682,11 +731,11 @@ static void adamw_case(const ref_case *c, double lr) {
 }
 
 TEST(train_ref_llama_lora_adamw_10_steps) {
-    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0};
+    ref_case c = {"llama", "tiny", NULL, LLMOPS_TRAIN_LORA, ALL_LLAMA, k_all_llama, 0, NULL, 0, 0};
     adamw_case(&c, 1e-2);
 }
 TEST(train_ref_gpt2_full_adamw_10_steps) {
-    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0};
+    ref_case c = {"gpt2", "tiny", NULL, LLMOPS_TRAIN_FULL, 0, NULL, 0, NULL, 0, 0};
     adamw_case(&c, 1e-3);
 }
 
