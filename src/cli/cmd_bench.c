@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
@@ -21,7 +23,9 @@ void usage_bench(FILE *out) {
             "Measures prompt processing (a batch of -p tokens) and generation (-n tokens one at a\n"
             "time) in tokens/s, best of --reps runs, and in the same run the memory bandwidth of a\n"
             "STREAM triad a[i] = b[i] + s*c[i] over arrays far larger than the caches; prints the\n"
-            "generation speed as a fraction of the bound bandwidth / (weight bytes per token).\n");
+            "generation speed as a fraction of the bound bandwidth / (weight bytes per token).\n"
+            "Also prints the peak resident memory of the runs (before the triad) beside what it\n"
+            "cannot go below: the model file (memory-mapped) plus the KV cache of the context.\n");
 }
 
 static double now_s(void) {
@@ -126,14 +130,25 @@ int cmd_bench(int argc, char **argv) {
         t = now_s() - t0;
         if (!r && tg / t > best_tg) best_tg = tg / t;
     }
+    /* peak memory of the runs, before the triad's arrays: against the mapped file plus the KV cache */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak = (double)ru.ru_maxrss * 1024.0; /* KiB on Linux */
+    struct stat sb;
+    double mapped = stat(model, &sb) == 0 && S_ISREG(sb.st_mode) ? (double)sb.st_size
+                                                                  : (double)llmops_model_weight_bytes(m);
+    const llmops_arch *a = llmops_model_arch(m);
+    double kv = 2.0 * (double)a->n_layers * (double)llmops_context_n_ctx(ctx) * (double)(a->n_kv_heads * a->head_dim) *
+                (cp.kv_type == LLMOPS_KV_F32 ? 4.0 : 2.0);
     double bw = r ? 0 : stream_triad(pool, reps);
     double bytes = (double)llmops_model_weight_bytes(m), bound = bytes > 0 ? bw / bytes : 0;
     if (!r && json) {
         printf("{\"model\": \"%s\", \"desc\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"pp\": %d, \"pp_tokens_per_s\": %.2f, "
                "\"tg\": %d, \"tg_tokens_per_s\": %.2f, \"weight_bytes_per_token\": %.0f, \"triad_bytes_per_s\": %.0f, "
-               "\"tg_bound_tokens_per_s\": %.2f, \"tg_fraction_of_bound\": %.3f}\n",
+               "\"tg_bound_tokens_per_s\": %.2f, \"tg_fraction_of_bound\": %.3f, \"peak_rss_bytes\": %.0f, "
+               "\"mapped_bytes\": %.0f, \"kv_bytes\": %.0f, \"memory_ratio\": %.3f}\n",
                model, llmops_model_desc(m), n_threads, llmops_kernels_isa(), pp, best_pp, tg, best_tg, bytes, bw, bound,
-               bound > 0 ? best_tg / bound : 0);
+               bound > 0 ? best_tg / bound : 0, peak, mapped, kv, peak / (mapped + kv));
     } else if (!r) {
         printf("model      %s (%s)\n", model, llmops_model_desc(m));
         printf("threads    %d, kernels %s\n", n_threads, llmops_kernels_isa());
@@ -142,6 +157,8 @@ int cmd_bench(int argc, char **argv) {
         printf("bandwidth  %9.2f GB/s (STREAM triad, same run)\n", bw / 1e9);
         printf("weights    %9.2f MB read per generated token\n", bytes / 1e6);
         printf("bound      %9.2f tokens/s; generation at %.0f%% of it\n", bound, bound > 0 ? 100.0 * best_tg / bound : 0);
+        printf("memory     %9.2f MB peak resident; model file %.2f MB + KV cache %.2f MB = %.2f MB (ratio %.2f)\n",
+               peak / 1e6, mapped / 1e6, kv / 1e6, (mapped + kv) / 1e6, peak / (mapped + kv));
     }
     llmops_free(b);
     llmops_threadpool_free(pool);

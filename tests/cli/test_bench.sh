@@ -1,0 +1,36 @@
+# `llmops bench`: its JSON is checked against figures computed here from the model file itself (the
+# llama2.c header read by Python): the KV-cache size, the mapped file size, the bandwidth bound and
+# the ratios; and bad arguments give clear errors.
+. "$(dirname "$0")/lib.sh"
+
+MODEL=models/stories260K/stories260K.bin
+OUTJ="$TMP/bench.json"
+if $LLMOPS bench -m "$MODEL" -p 48 -n 16 --reps 1 --threads 1 --json >"$OUTJ" 2>"$TMP/bench.err"; then
+    check "bench --json figures agree with the model file and with each other" $PY - "$OUTJ" "$MODEL" <<'EOF'
+import json, os, struct, sys
+r = json.load(open(sys.argv[1]))
+dim, hidden, n_layers, n_heads, n_kv, vocab, seq = struct.unpack("<7i", open(sys.argv[2], "rb").read(28))
+n_kv = n_kv or n_heads
+n_ctx = max(48, 16) + 8
+kv = 2 * n_layers * n_ctx * n_kv * (dim // n_heads) * 2          # K and V, F16 cells
+bad = []
+def want(cond, what):
+    if not cond: bad.append(what)
+want(r["pp"] == 48 and r["tg"] == 16 and r["threads"] == 1, "echoed settings")
+want(r["pp_tokens_per_s"] > 0 and r["tg_tokens_per_s"] > 0 and r["triad_bytes_per_s"] > 1e8, "speeds")
+want(abs(r["tg_bound_tokens_per_s"] - r["triad_bytes_per_s"] / r["weight_bytes_per_token"]) <= 1e-2 * r["tg_bound_tokens_per_s"], "bound = bandwidth / bytes")
+want(abs(r["tg_fraction_of_bound"] - r["tg_tokens_per_s"] / r["tg_bound_tokens_per_s"]) <= 2e-3, "fraction")
+want(r["kv_bytes"] == kv, f"kv_bytes {r['kv_bytes']} != {kv}")
+want(r["mapped_bytes"] == os.path.getsize(sys.argv[2]), "mapped_bytes = file size")
+want(r["peak_rss_bytes"] >= r["mapped_bytes"], "peak RSS below the mapped file")
+want(r["peak_rss_bytes"] < 1e9, "peak RSS of a 1 MB model under 1 GB (the triad's arrays not counted)")
+want(abs(r["memory_ratio"] - r["peak_rss_bytes"] / (r["mapped_bytes"] + r["kv_bytes"])) <= 1e-3 * r["memory_ratio"], "memory ratio")
+if bad:
+    print(json.dumps(r, indent=1)); print("wrong:", bad); sys.exit(1)
+EOF
+else
+    echo "FAIL bench --json figures agree with the model file and with each other"
+    sed 's/^/    /' "$TMP/bench.err" | tail -10
+fi
+check_fails "bench names a missing model" "no-such-model" $LLMOPS bench -m "$TMP/no-such-model.gguf" -p 8 -n 4
+check_fails "bench rejects a zero prompt length" "positive" $LLMOPS bench -m "$MODEL" -p 0
