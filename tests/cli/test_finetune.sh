@@ -164,6 +164,20 @@ if command -v mpirun >/dev/null 2>&1; then
         echo "FAIL mpirun -np 2 trains the same weights as one process with the same global batch"
         sed 's/^/    /' "$TMP/mpi.log" | tail -15
     fi
+    # what a multi-node launch uses: a hostfile and the TCP transport (here over loopback)
+    cfg tcp 4 ""
+    sed -i 's/batch_size: 4/batch_size: 2/' "$W/tcp.yaml"
+    echo "localhost slots=2" >"$W/hosts"
+    if OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0 \
+        timeout 300 mpirun --hostfile "$W/hosts" --mca btl self,tcp --mca btl_tcp_if_include lo -np 2 \
+        $LLMOPS finetune "$W/tcp.yaml" --quiet >"$TMP/mpi-tcp.log" 2>&1 &&
+        same_weights "$W/one/checkpoints/step-00000004/trainable.safetensors" \
+            "$W/tcp/checkpoints/step-00000004/trainable.safetensors" 1e-5 >>"$TMP/mpi-tcp.log" 2>&1; then
+        echo "ok   mpirun --hostfile over TCP trains the same weights as one process"
+    else
+        echo "FAIL mpirun --hostfile over TCP trains the same weights as one process"
+        sed 's/^/    /' "$TMP/mpi-tcp.log" | tail -15
+    fi
 else
     skip "mpirun -np 2 equals one process" "mpirun is not installed (scripts/setup.sh installs openmpi-bin)"
 fi
