@@ -43,8 +43,12 @@
  * Activations must stay below 8e6 in magnitude for Q8_0/Q4_0 weights (f16
  * overflow), as in ggml. Every
  * SIMD path computes the same integer block sums as the scalar reference;
- * Q4_K and Q6_K results are identical across paths, F32/F16/BF16/Q8_0/Q4_0
- * results agree within 1e-5·S (different float summation order).
+ * Q4_K and Q6_K results are identical across paths, F32/F16/BF16 results
+ * agree within 1e-5·S (different float summation order). Q8_0 and Q4_0:
+ * the AVX-512 products of several tokens (llmops_matmul, n >= 2) equal the
+ * scalar reference bit for bit (block after block, sum + (d_w·d_x)·isum);
+ * its one-token product (decode) groups the float sums for speed and agrees
+ * within 1e-5·S; the AVX2 path agrees within 1e-5·S throughout.
  */
 #ifndef LLMOPS_KERNELS_H
 #define LLMOPS_KERNELS_H
@@ -102,9 +106,12 @@ llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, c
  * are prepared once per call; each thread takes one contiguous range of
  * rows and runs it over the tokens a block at a time, with micro-kernels
  * that hold a few weight rows × a few tokens in registers (weights unpacked
- * once per tile, activations reused across its rows). Each Y element equals,
- * bit for bit, what llmops_matvec computes for that token, and what
- * llmops_vec_dot returns for that row when cols <= 8192, on every path.
+ * once per tile, activations reused across its rows; Q8_0/Q4_0 on AVX-512:
+ * 16 rows repacked once, tiles of 16 rows × 16 tokens). Each Y element
+ * equals, bit for bit, what llmops_vec_dot returns for that row when
+ * cols <= 8192, on every path, and what llmops_matvec computes for that
+ * token — except for Q8_0/Q4_0 on AVX-512, whose matvec has a decode kernel
+ * of its own (within the tolerance above).
  */
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
                             float *Y, llmops_threadpool *pool, llmops_error *err);
@@ -149,13 +156,24 @@ typedef void (*llmops_kern_mm_fn)(const uint8_t *W, size_t row_bytes, size_t nr,
                                   size_t act_stride, size_t nt, size_t cols, float *Y, size_t ldy);
 
 /*
- * Q8U: a Q8_0-quantized activation vector laid out for the tiled kernels —
- * cols bytes q + 128 (the Q8_0 quants offset to unsigned, so that VPDPBUSD
- * can take them as its unsigned operand), then cols/32 floats, the Q8_0
- * block scales widened from f16. Same values as llmops_kern_quantize_q8_0.
+ * Q8S: a Q8_0-quantized activation vector laid out for the tiled Q8_0/Q4_0
+ * kernels — cols bytes of the signed Q8_0 quants, then per 32-element block
+ * b (nb = cols/32): nb floats d_b (the Q8_0 scale widened from f16), nb
+ * int32 −128·Σq and nb int32 −8·Σq (Σq: the sum of the block's quants). The
+ * two sums undo the offsets that let VPDPBUSD take the weights as its
+ * unsigned operand: Q8_0 quants + 128, Q4_0 nibbles (q − 8 + 8). Same values
+ * as llmops_kern_quantize_q8_0.
  */
-static inline size_t llmops_kern_q8u_bytes(size_t cols) { return cols + cols / 32 * 4; }
-void llmops_kern_quantize_q8u(const float *x, uint8_t *dst, size_t cols);
+static inline size_t llmops_kern_q8s_bytes(size_t cols) { return cols + cols / 32 * 12; }
+void llmops_kern_quantize_q8s(const float *x, uint8_t *dst, size_t cols);
+
+/*
+ * A 64-byte aligned scratch buffer of at least `bytes` owned by the calling
+ * thread (grown on demand, freed when the thread exits), for kernels that
+ * repack weights; NULL when it cannot be had (the kernel then works without).
+ * Distinct from the activation buffer the drivers use.
+ */
+uint8_t *llmops_kern_scratch(size_t bytes);
 
 /*
  * One path's kernels. The quantized dots take nb weight blocks and the
@@ -175,13 +193,15 @@ typedef struct llmops_kernel_table {
      * Tiled products: Y[t·ldy + r] = row r of W · activation t, for r < nr and
      * t < nt, each exactly (bit for bit) what the dot above returns for that
      * pair. W rows are row_bytes apart; activation t starts at act + t·act_stride
-     * in the layout the kernel takes: F32 rows for mm_f32/f16/bf16, Q8U (below)
-     * for mm_q8_0/q4_0, Q8_K blocks for mm_q4_K. NULL: the driver calls the dot
-     * for each pair instead, on standard Q8_0/Q8_K activation blocks.
+     * in the layout the kernel takes: F32 rows for mm_f32/f16/bf16, Q8S (above)
+     * for mm_q8_0/q4_0, Q8_K blocks for mm_q4_K. mm_q8_0/q4_0 are called once
+     * per thread with all the tokens (they block rows and tokens themselves);
+     * the others with at most 32 tokens at a time. NULL: the driver calls the
+     * dot for each pair instead, on standard Q8_0/Q8_K activation blocks.
      */
     llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K;
-    /* llmops_kern_quantize_q8u, byte for byte (NULL: that portable one is used) */
-    void (*quantize_q8u)(const float *x, uint8_t *dst, size_t cols);
+    /* llmops_kern_quantize_q8s, byte for byte (NULL: that portable one is used) */
+    void (*quantize_q8s)(const float *x, uint8_t *dst, size_t cols);
 } llmops_kernel_table;
 
 extern const llmops_kernel_table llmops_kernels_scalar;

@@ -440,8 +440,9 @@ const float *llmops_get_logits(const llmops_context *ctx, size_t i) {
  * phases — five per layer: q/k/v heads (each with its RoPE and its KV-cache
  * store), attention per KV group, the output projection added into the
  * residual, gate and up with the activation, down added into the residual.
- * The values are those of the batched path bit for bit (the same kernels on
- * the same rows, the same order of additions).
+ * The values are those of the batched path for one token bit for bit (the
+ * same kernels on the same rows, the same order of additions), whatever the
+ * number of threads.
  */
 enum { FUSED_CHUNK = 64 };
 

@@ -298,14 +298,20 @@ float llmops_vec_dot(int type, const void *w_row, const float *x, size_t n) {
     return sum;
 }
 
-/* Q8U (kernels.h): the Q8_0 quants + 128, then the block scales as floats. */
-void llmops_kern_quantize_q8u(const float *x, uint8_t *dst, size_t cols) {
+/* Q8S (kernels.h): the Q8_0 quants, the block scales as floats, then −128·Σq and −8·Σq per block. */
+void llmops_kern_quantize_q8s(const float *x, uint8_t *dst, size_t cols) {
     uint8_t blk[LLMOPS_Q8_0_BYTES];
-    for (size_t b = 0; b < cols / 32; b++) {
+    size_t nb = cols / 32;
+    for (size_t b = 0; b < nb; b++) {
         llmops_kern_quantize_q8_0(x + 32 * b, blk, 1);
-        for (int i = 0; i < 32; i++) dst[32 * b + (size_t)i] = (uint8_t)(blk[2 + i] ^ 0x80);
+        memcpy(dst + 32 * b, blk + 2, 32);
+        int32_t sq = 0;
+        for (int i = 0; i < 32; i++) sq += (int8_t)blk[2 + i];
         float d = f16_at(blk);
+        int32_t c128 = -128 * sq, c8 = -8 * sq;
         memcpy(dst + cols + 4 * b, &d, 4);
+        memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
+        memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
     }
 }
 
@@ -316,11 +322,13 @@ void llmops_kern_quantize_q8u(const float *x, uint8_t *dst, size_t cols) {
  * thread runs its range over the tokens MM_TOK_BLOCK at a time: the tiled
  * kernel keeps a few weight rows in registers across a few tokens, the
  * block's activations stay in L1 across the range, and the range's weights
- * stay in L2 across the token blocks.
+ * stay in L2 across the token blocks. The Q8S kernels (Q8_0/Q4_0 on
+ * AVX-512) get the whole range and all the tokens in one call: they repack
+ * each group of 16 rows once and run it over every token.
  */
 enum { MM_ROW_GROUP = 16, MM_TOK_BLOCK = 32 };
 
-enum { ACT_F32, ACT_Q8_0, ACT_Q8U, ACT_Q8_K };
+enum { ACT_F32, ACT_Q8_0, ACT_Q8S, ACT_Q8_K };
 
 typedef struct mm_job {
     const llmops_kernel_table *k;
@@ -339,7 +347,7 @@ typedef struct mm_job {
 static void prepare_act(const llmops_kernel_table *k, int fmt, const float *x, uint8_t *dst, size_t cols) {
     switch (fmt) {
     case ACT_Q8_0: llmops_kern_quantize_q8_0(x, dst, cols / 32); break;
-    case ACT_Q8U: (k->quantize_q8u ? k->quantize_q8u : llmops_kern_quantize_q8u)(x, dst, cols); break;
+    case ACT_Q8S: (k->quantize_q8s ? k->quantize_q8s : llmops_kern_quantize_q8s)(x, dst, cols); break;
     default: llmops_kern_quantize_q8_K(x, dst, cols / 256); break;
     }
 }
@@ -389,10 +397,14 @@ static llmops_status run_shares(llmops_threadpool *pool, size_t n_items, llmops_
  * per-thread cache grown on demand (up to ACT_CACHE_MAX; larger ones are
  * allocated for the call). The cache uses the C library's allocator, not
  * llmops_malloc, since it outlives the call and belongs to no caller; the
- * thread's exit frees it.
+ * thread's exit frees it. A second buffer per thread (llmops_kern_scratch)
+ * holds the weights a tiled kernel repacks; the thread that calls matmul
+ * uses both at once.
  */
 enum { ACT_STACK = 16 << 10 };
 #define ACT_CACHE_MAX ((size_t)64 << 20)
+
+enum { SLOT_ACT, SLOT_SCRATCH, SLOT_N };
 
 typedef struct act_cache {
     void *raw;
@@ -406,24 +418,26 @@ static int g_act_key_ok;
 
 static void act_cache_free(void *v) {
     act_cache *c = v;
-    if (c) free(c->raw);
+    if (c)
+        for (int i = 0; i < SLOT_N; i++) free(c[i].raw);
     free(c);
 }
 
 static void act_key_init(void) { g_act_key_ok = pthread_key_create(&g_act_key, act_cache_free) == 0; }
 
-/* A 64-byte aligned buffer of `bytes` from this thread's cache, or NULL. */
-static uint8_t *act_cache_get(size_t bytes) {
+/* A 64-byte aligned buffer of `bytes` from this thread's cache slot, or NULL. */
+static uint8_t *act_cache_get(int slot, size_t bytes) {
     if (bytes > ACT_CACHE_MAX || pthread_once(&g_act_once, act_key_init) || !g_act_key_ok) return NULL;
-    act_cache *c = pthread_getspecific(g_act_key);
-    if (c && c->cap >= bytes) return c->p;
-    if (!c) {
-        if (!(c = calloc(1, sizeof *c))) return NULL;
-        if (pthread_setspecific(g_act_key, c)) {
-            free(c);
+    act_cache *all = pthread_getspecific(g_act_key);
+    if (!all) {
+        if (!(all = calloc(SLOT_N, sizeof *all))) return NULL;
+        if (pthread_setspecific(g_act_key, all)) {
+            free(all);
             return NULL;
         }
     }
+    act_cache *c = &all[slot];
+    if (c->cap >= bytes) return c->p;
     size_t cap = bytes < (size_t)1 << 20 ? (size_t)1 << 20 : bytes;
     if (cap < 2 * c->cap && 2 * c->cap <= ACT_CACHE_MAX) cap = 2 * c->cap;
     void *raw = malloc(cap + 63);
@@ -434,6 +448,8 @@ static uint8_t *act_cache_get(size_t bytes) {
     c->cap = cap;
     return c->p;
 }
+
+uint8_t *llmops_kern_scratch(size_t bytes) { return act_cache_get(SLOT_SCRATCH, bytes); }
 
 /* The job of one product: its kernel and the format of its activations. */
 static void job_setup(mm_job *jp, int type, const void *W, size_t row_bytes, size_t rows, size_t cols, const float *X,
@@ -457,13 +473,14 @@ static void job_setup(mm_job *jp, int type, const void *W, size_t row_bytes, siz
         j.act = (uint8_t *)(uintptr_t)X;
         j.act_stride = cols * sizeof(float);
     } else if (wt.act == LLMOPS_DTYPE_Q8_0 && j.fn) {
-        j.act_fmt = ACT_Q8U;
-        j.act_stride = (llmops_kern_q8u_bytes(cols) + 63) & ~(size_t)63;
+        j.act_fmt = ACT_Q8S;
+        j.act_stride = (llmops_kern_q8s_bytes(cols) + 63) & ~(size_t)63;
     } else {
         j.act_fmt = wt.act == LLMOPS_DTYPE_Q8_0 ? ACT_Q8_0 : ACT_Q8_K;
         j.act_stride = cols / wt.act_block * wt.act_bytes;
     }
-    j.tok_block = MM_TOK_BLOCK;
+    /* the Q8S kernels block rows and tokens themselves: they get all the tokens at once */
+    j.tok_block = j.act_fmt == ACT_Q8S ? (n ? n : 1) : MM_TOK_BLOCK;
     *jp = j;
 }
 
@@ -524,14 +541,13 @@ llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, c
 
     mm_job j;
     job_setup(&j, type, W, (size_t)row_bytes, rows, cols, X, n, Y);
-    j.tok_block = MM_TOK_BLOCK;
     _Alignas(64) uint8_t stack_buf[ACT_STACK];
     uint8_t *heap = NULL;
     llmops_status st = LLMOPS_OK;
     if (j.act_fmt != ACT_F32) {
         size_t bytes = j.act_stride * n; /* <= 10 · cols · n: checked above */
         if (bytes <= sizeof stack_buf) j.act = stack_buf;
-        else if (!(j.act = act_cache_get(bytes))) {
+        else if (!(j.act = act_cache_get(SLOT_ACT, bytes))) {
             if (!(j.act = heap = llmops_malloc(bytes)))
                 return llmops_error_set(err, LLMOPS_ERR_NOMEM, "kernels: no memory for %zu quantized activations",
                                         n * cols);

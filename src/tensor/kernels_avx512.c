@@ -1,9 +1,9 @@
 /*
  * AVX-512 kernels (F, BW, VL, VNNI): 512-bit FMA for the float weight types,
- * and VPDPBUSD (u8 × s8 → int32, four products per lane) at 256-bit width
- * for the quantized ones, since a 32-element block is 32 bytes. Same
- * contract as kernels_avx2.c: the integer block sums equal the scalar
- * reference's, and Q4_K/Q6_K results are identical to it.
+ * and VPDPBUSD (u8 × s8 → int32, four products per lane) for the quantized
+ * ones. Same contract as kernels_avx2.c: the integer block sums equal the
+ * scalar reference's, and Q4_K/Q6_K results are identical to it; Q8_0/Q4_0
+ * dots and multi-token products are identical to it too (see their section).
  */
 #if defined(__x86_64__)
 
@@ -58,50 +58,35 @@ DEFINE_DOT512(dot_bf16_avx512, uint16_t, load_bf16)
 
 /* ---- 32-element blocks ------------------------------------------------------------------ */
 
+/*
+ * Q8_0 and Q4_0 follow the scalar reference's float arithmetic exactly: per
+ * block the integer sum, then sum = sum + (d_w·d_x)·(float)isum, block after
+ * block. So every path and every tiling gives the same bits (the tiles below
+ * keep one such running sum per row and token).
+ */
 AVX512 static float dot_q8_0_avx512(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    const __m256i zero = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 2 <= nb; i += 2, a += 68, b += 68) {
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 34, b += 34) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(a + 2)), x0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(a + 36)), x1 = _mm256_loadu_si256((const __m256i *)(b + 36));
-        __m256i s0 = _mm256_dpbusd_epi32(zero, _mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
-        __m256i s1 = _mm256_dpbusd_epi32(zero, _mm256_abs_epi8(w1), _mm256_sign_epi8(x1, w1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a) * f16_at(b)), _mm256_cvtepi32_ps(s0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a + 34) * f16_at(b + 34)), _mm256_cvtepi32_ps(s1), acc1);
+        int isum = hsum256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0)));
+        sum += f16_at(a) * f16_at(b) * (float)isum;
     }
-    if (i < nb) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)(a + 2)), x0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i s0 = _mm256_dpbusd_epi32(zero, _mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a) * f16_at(b)), _mm256_cvtepi32_ps(s0), acc0);
-    }
-    return hsum256_ps(_mm256_add_ps(acc0, acc1));
+    return sum;
 }
 
-
-/* Q4_0: Σ(q − 8)·x = Σ q·x − Σ 8·x, both as unsigned × signed VPDPBUSD. */
+/* Q4_0: Σ(q − 8)·x = Σ q·x − 8·Σ x, both as unsigned × signed VPDPBUSD. */
 AVX512 static float dot_q4_0_avx512(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     const __m256i zero = _mm256_setzero_si256(), eight = _mm256_set1_epi8(8);
-    size_t i = 0;
-    for (; i + 2 <= nb; i += 2, a += 36, b += 68) {
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(b + 2)), x1 = _mm256_loadu_si256((const __m256i *)(b + 36));
-        __m256i s0 = _mm256_sub_epi32(_mm256_dpbusd_epi32(zero, unpack_nibbles(a + 2), x0),
-                                      _mm256_dpbusd_epi32(zero, eight, x0));
-        __m256i s1 = _mm256_sub_epi32(_mm256_dpbusd_epi32(zero, unpack_nibbles(a + 20), x1),
-                                      _mm256_dpbusd_epi32(zero, eight, x1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a) * f16_at(b)), _mm256_cvtepi32_ps(s0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a + 18) * f16_at(b + 34)), _mm256_cvtepi32_ps(s1), acc1);
-    }
-    if (i < nb) {
+    float sum = 0;
+    for (size_t i = 0; i < nb; i++, a += 18, b += 34) {
         __m256i x0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i s0 = _mm256_sub_epi32(_mm256_dpbusd_epi32(zero, unpack_nibbles(a + 2), x0),
-                                      _mm256_dpbusd_epi32(zero, eight, x0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(a) * f16_at(b)), _mm256_cvtepi32_ps(s0), acc0);
+        int isum = hsum256_epi32(_mm256_sub_epi32(_mm256_dpbusd_epi32(zero, unpack_nibbles(a + 2), x0),
+                                                  _mm256_dpbusd_epi32(zero, eight, x0)));
+        sum += f16_at(a) * f16_at(b) * (float)isum;
     }
-    return hsum256_ps(_mm256_add_ps(acc0, acc1));
+    return sum;
 }
 
 /* ---- 256-element super-blocks ---------------------------------------------------------- */
@@ -184,26 +169,28 @@ AVX512 static float dot_q6_K_avx512(const void *w, const void *xq, size_t nb) {
 
 /* ---- activation quantizer ---------------------------------------------------------------
  *
- * Q8U (kernels.h) with the arithmetic of ggml's quantize_row_q8_0_ref, as
+ * Q8S (kernels.h) with the arithmetic of ggml's quantize_row_q8_0_ref, as
  * quant.c does it: amax, d = amax/127, id = 1/d, q = roundf(x·id) clamped to
  * int8 (NaN → 0), the scale through llmops_fp32_to_fp16. roundf (half away
  * from zero) is trunc(p) + sign(p) where |p − trunc(p)| >= 0.5, exact for
- * every float. A block holding a NaN goes to the scalar quantizer: its amax
+ * every float. A block holding a NaN goes to the portable quantizer: its amax
  * depends on where the NaN sits.
  */
-AVX512 static void quantize_q8u_avx512(const float *x, uint8_t *dst, size_t cols) {
+AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols) {
     const __m512i sign = _mm512_set1_epi32(INT32_MIN), one = _mm512_castps_si512(_mm512_set1_ps(1.0f));
     const __m512 half = _mm512_set1_ps(0.5f);
     const __m512 lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
-    const __m128i flip = _mm_set1_epi8((char)0x80);
-    for (size_t b = 0; b < cols / 32; b++) {
+    const size_t nb = cols / 32;
+    for (size_t b = 0; b < nb; b++) {
         const float *xb = x + 32 * b;
         __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
         if (_mm512_cmp_ps_mask(v[0], v[0], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[1], v[1], _CMP_UNORD_Q)) {
-            uint8_t one_block[36];
-            llmops_kern_quantize_q8u(xb, one_block, 32);
+            uint8_t one_block[32 + 12];
+            llmops_kern_quantize_q8s(xb, one_block, 32);
             memcpy(dst + 32 * b, one_block, 32);
             memcpy(dst + cols + 4 * b, one_block + 32, 4);
+            memcpy(dst + cols + 4 * nb + 4 * b, one_block + 36, 4);
+            memcpy(dst + cols + 8 * nb + 4 * b, one_block + 40, 4);
             continue;
         }
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
@@ -212,6 +199,7 @@ AVX512 static void quantize_q8u_avx512(const float *x, uint8_t *dst, size_t cols
         const float ds = llmops_fp16_to_fp32(llmops_fp32_to_fp16(d));
         memcpy(dst + cols + 4 * b, &ds, 4);
         const __m512 vid = _mm512_set1_ps(id);
+        __m512i qsum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             __m512 p = _mm512_mul_ps(v[h], vid);
             __m512 t = _mm512_roundscale_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -220,9 +208,13 @@ AVX512 static void quantize_q8u_avx512(const float *x, uint8_t *dst, size_t cols
             __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_castsi512_ps(sgn_one));
             r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r); /* NaN (inf·0) → 0 */
             r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
-            __m128i q = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r));
-            _mm_storeu_si128((__m128i *)(dst + 32 * b + 16 * h), _mm_xor_si128(q, flip));
+            __m512i q32 = _mm512_cvttps_epi32(r);
+            qsum = _mm512_add_epi32(qsum, q32);
+            _mm_storeu_si128((__m128i *)(dst + 32 * b + 16 * h), _mm512_cvtepi32_epi8(q32));
         }
+        int32_t sq = _mm512_reduce_add_epi32(qsum), c128 = -128 * sq, c8 = -8 * sq;
+        memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
+        memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
     }
 }
 
@@ -236,10 +228,7 @@ AVX512 static void quantize_q8u_avx512(const float *x, uint8_t *dst, size_t cols
  * for bit the dot's:
  *  - F32/F16/BF16: the four 16-lane accumulators a0..a3 (64 lanes), and the
  *    masked tail into a0;
- *  - Q8_0/Q4_0: the dot's acc0 (even blocks) and acc1 (odd blocks) side by
- *    side in one 512-bit register, two blocks per step; each lane gets
- *    fma(d_w·d_x, (float)Σ of its 4 products); the integer sums are the same
- *    integers however they are formed;
+ *  - Q8_0/Q4_0: see their own section below (16 rows per register);
  *  - Q4_K: the super-block's integers sumi and summ, then the same float
  *    expression.
  * R and T are compile-time constants at every call (always_inline), so the
@@ -247,108 +236,7 @@ AVX512 static void quantize_q8u_avx512(const float *x, uint8_t *dst, size_t cols
  */
 #define TILE_FN AVX512 __attribute__((always_inline)) static inline
 
-AVX512 static inline float hsum_pair_ps(__m512 acc) {
-    __m256 lo = _mm512_castps512_ps256(acc), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-    return hsum256_ps(_mm256_add_ps(lo, hi));
-}
-
-/* [f16 at p0 as float ×8 | f16 at p1 as float ×8] */
-TILE_FN __m512 f16_pair(const uint8_t *p0, const uint8_t *p1, __m512i pidx) {
-    uint16_t h0, h1;
-    memcpy(&h0, p0, 2);
-    memcpy(&h1, p1, 2);
-    __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
-    return _mm512_permutexvar_ps(pidx, _mm512_castps128_ps512(v));
-}
-
-/* Two Q8_0 (q4 = 0) or Q4_0 (q4 = 1) weight blocks as 64 signed quants. */
-TILE_FN __m512i weight_pair(const uint8_t *a, int q4) {
-    if (!q4)
-        return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 2))),
-                                  _mm256_loadu_si256((const __m256i *)(a + 36)), 1);
-    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + 2))),
-                                        _mm_loadu_si128((const __m128i *)(a + 20)), 1);
-    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(q));
-    z = _mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00u, z, 4); /* [lo0 | hi0 | lo1 | hi1] nibbles */
-    return _mm512_sub_epi8(_mm512_and_si512(z, _mm512_set1_epi8(0x0F)), _mm512_set1_epi8(8));
-}
-
-TILE_FN __m256i weight_one(const uint8_t *a, int q4) {
-    if (!q4) return _mm256_loadu_si256((const __m256i *)(a + 2));
-    return _mm256_sub_epi8(unpack_nibbles(a + 2), _mm256_set1_epi8(8));
-}
-
 enum { TILE_RMAX = 4, TILE_TMAX = 8 };
-
-/*
- * R rows × T tokens of Q8_0/Q4_0 weights against Q8U activations. With the
- * activations offset to unsigned (x + 128), VPDPBUSD started from
- * −128·Σ_lane w (once per row) yields Σ_lane x·w exactly.
- */
-TILE_FN void q8_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, size_t cols, float *Y, size_t ldy,
-                     const int R, const int T, const int q4) {
-    const size_t nb = cols / 32, bs = q4 ? 18 : 34;
-    const __m512i pidx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i off = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
-    __m512 acc[TILE_RMAX][TILE_TMAX];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    size_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i w[TILE_RMAX], c[TILE_RMAX];
-        __m512 dw[TILE_RMAX];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const uint8_t *a = W + (size_t)r * rb + b * bs;
-            w[r] = weight_pair(a, q4);
-            c[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, off, w[r]));
-            dw[r] = f16_pair(a, a + bs, pidx);
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const uint8_t *x = A + (size_t)t * as;
-            __m512i xu = _mm512_loadu_si512((const void *)(x + 32 * b));
-            __m512 dx = _mm512_permutexvar_ps(
-                pidx, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(x + cols + 4 * b)))));
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                __m512i si = _mm512_dpbusd_epi32(c[r], xu, w[r]);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), _mm512_cvtepi32_ps(si), acc[r][t]);
-            }
-        }
-    }
-    if (b < nb) { /* an odd block: into acc0, the low half */
-        const __m256i off8 = _mm256_set1_epi8((char)0x80), zero8 = _mm256_setzero_si256();
-        __m256i w[TILE_RMAX], c[TILE_RMAX];
-        float dw[TILE_RMAX];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const uint8_t *a = W + (size_t)r * rb + b * bs;
-            w[r] = weight_one(a, q4);
-            c[r] = _mm256_sub_epi32(zero8, _mm256_dpbusd_epi32(zero8, off8, w[r]));
-            dw[r] = f16_at(a);
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const uint8_t *x = A + (size_t)t * as;
-            __m256i xu = _mm256_loadu_si256((const __m256i *)(x + 32 * b));
-            float dx;
-            memcpy(&dx, x + cols + 4 * b, 4);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                __m256i si = _mm256_dpbusd_epi32(c[r], xu, w[r]);
-                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(dw[r] * dx),
-                                                  _mm512_cvtepi32_ps(_mm512_zextsi256_si512(si)), acc[r][t], 0x00FF);
-            }
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) Y[(size_t)t * ldy + (size_t)r] = hsum_pair_ps(acc[r][t]);
-}
 
 /*
  * R rows × T tokens of F32/F16/BF16 weights (kind 0/1/2) against F32
@@ -529,18 +417,276 @@ TILE_FN void q4k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
         }                                                                                                      \
     }
 
-#define Q8_TILE(W, rb, A, as, cols, Y, ldy, R, T) q8_tile(W, rb, A, as, cols, Y, ldy, R, T, 0)
-#define Q4_TILE(W, rb, A, as, cols, Y, ldy, R, T) q8_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
 #define F32_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 0)
 #define F16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
 #define BF16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 2)
 
-DEFINE_MM(mm_q8_0_avx512, Q8_TILE, 2, 8)
-DEFINE_MM(mm_q4_0_avx512, Q4_TILE, 2, 8)
 DEFINE_MM(mm_f32_avx512, F32_TILE, 2, 3)
 DEFINE_MM(mm_f16_avx512, F16_TILE, 2, 3)
 DEFINE_MM(mm_bf16_avx512, BF16_TILE, 2, 3)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
+
+/* ---- Q8_0 / Q4_0 products --------------------------------------------------------------
+ *
+ * Several tokens (prefill) are compute bound. Each group of 16 weight rows
+ * is repacked once per call into [block][4-byte group][row] order, with the
+ * scales widened to floats, so that lane i of a 16-lane register belongs to
+ * row i: one 64-byte load then serves all 16 rows, the activations are
+ * broadcast 4 bytes at a time, and a tile of 16 rows × Q8_TOK tokens keeps
+ * its 16-lane running sums in registers, each weight register used for
+ * every token of the tile. The per-block float step of the scalar
+ * reference, sum = sum + (d_w·d_x)·isum, runs for 16 rows at once, so every
+ * result equals the scalar one bit for bit. The weights are the unsigned
+ * operand of VPDPBUSD (Q8_0 quants + 128, Q4_0 nibbles as stored); the Q8S
+ * activations carry the matching corrections −128·Σx and −8·Σx per block,
+ * so the integer sums are exact.
+ *
+ * One token (decode) is memory bound and reads the weights where they lie,
+ * row by row (q8s_row_dot).
+ */
+enum { Q8_TOK = 16, Q8_PACK_BLOCK = 9 * 64 }; /* packed block: 8 × 64 bytes of quants, 16 float scales */
+
+/*
+ * Where the f16 scales of 16 consecutive blocks sit among 16-bit words: word
+ * 17k (Q8_0, 34-byte blocks) or 9k (Q4_0, 18 bytes), gathered from 128-byte
+ * windows m by VPERMT2W with these indices into result lanes k (SCALE_PICK).
+ */
+static const uint16_t SCALE_IDX17[4][32] = {
+    {0, 17, 34, 51, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 4, 21, 38, 55, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0, 8, 25, 42, 59, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 29, 46, 63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}};
+static const uint16_t SCALE_IDX9[3][32] = {
+    {0, 9, 18, 27, 36, 45, 54, 63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0, 8, 17, 26, 35, 44, 53, 62, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}};
+static const uint32_t SCALE_PICK17[4] = {0xf, 0xf0, 0xf00, 0xf000};
+static const uint32_t SCALE_PICK9[3] = {0xff, 0x7f00, 0x8000};
+
+/*
+ * The 16 products d_w·d_x of blocks b0..b0+kb−1 of one row (kb <= 16; lanes
+ * past kb zero): the f16 scales are words 17k (Q8_0) or 9k (Q4_0) of the
+ * run of blocks, picked out of 128-byte windows by VPERMT2W; loads stop at
+ * the run's last byte.
+ */
+TILE_FN __m512 q8s_scales16(const uint8_t *a, const float *dx, unsigned kb, const int q4) {
+    const unsigned sw = q4 ? 9 : 17, valid = kb * 2 * sw;
+    const __mmask16 km = (__mmask16)((1u << kb) - 1);
+    __m512i hw = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (unsigned m = 0; m < 4; m++) {
+        if (q4 && m == 3) break;
+        const unsigned o = 128 * m;
+        unsigned left = valid > o ? valid - o : 0;
+        __mmask64 ml = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        __mmask64 mh = left >= 128 ? ~(__mmask64)0 : left <= 64 ? 0 : (((__mmask64)1 << (left - 64)) - 1);
+        __m512i lo = _mm512_maskz_loadu_epi8(ml, a + o), hi = _mm512_maskz_loadu_epi8(mh, a + o + 64);
+        const __m512i idx = _mm512_loadu_si512((const void *)(q4 ? SCALE_IDX9[m] : SCALE_IDX17[m]));
+        hw = _mm512_mask_mov_epi16(hw, q4 ? SCALE_PICK9[m] : SCALE_PICK17[m], _mm512_permutex2var_epi16(lo, idx, hi));
+    }
+    return _mm512_mul_ps(_mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw)), _mm512_maskz_loadu_ps(km, dx));
+}
+
+/*
+ * One row · one Q8S vector, for decoding: memory bound, so it reads the row
+ * front to back with as few instructions per block as it can. Two blocks
+ * share a 512-bit VPDPBUSD (the weights as unsigned: Q8_0 quants + 128, Q4_0
+ * nibbles), one FMA scales both by their products d_w·d_x, formed 16 blocks
+ * at a time; the offsets' terms (−128·Σx or −8·Σx per block) are scaled and
+ * summed apart, 16 blocks per FMA. The float sums are grouped differently
+ * from the reference, so the result is within the tolerance of kernels.h,
+ * not bit for bit the tiles' (unlike every other product of this file).
+ */
+TILE_FN __m512i q8s_row_pair(const uint8_t *ab, unsigned p, int two, const int q4) {
+    __m512i w;
+    if (!q4) {
+        w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(ab + 68 * p + 2))),
+                               _mm256_maskz_loadu_epi8(two ? ~(__mmask32)0 : 0, ab + 68 * p + 36), 1);
+        return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+    }
+    __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ab + 36 * p + 2)));
+    __m256i hi = _mm256_broadcastsi128_si256(_mm_maskz_loadu_epi8(two ? (__mmask16)0xFFFF : 0, ab + 36 * p + 20));
+    w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_and_si512(_mm512_mask_srli_epi16(w, (__mmask32)0xFF00FF00u, w, 4), _mm512_set1_epi8(0x0F));
+}
+
+/* A run of 16 blocks: their products as one vector, the offsets' terms in one FMA. */
+TILE_FN void q8s_row_run16(const uint8_t *ab, const uint8_t *xb, const float *dx, const int32_t *cr, __m512 *acc0,
+                           __m512 *acc1, const int q4) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512 s16 = q8s_scales16(ab, dx, 16, q4);
+    *acc1 = _mm512_fmadd_ps(s16, _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)cr)), *acc1);
+#pragma GCC unroll 8
+    for (unsigned p = 0; p < 8; p++) {
+        __m512i x = _mm512_loadu_si512((const void *)(xb + 64 * p));
+        __m512 sc = _mm512_permutexvar_ps(_mm512_add_epi32(half, _mm512_set1_epi32((int)(2 * p))), s16);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, q8s_row_pair(ab, p, 1, q4), x));
+        if (p & 1) *acc1 = _mm512_fmadd_ps(v, sc, *acc1);
+        else *acc0 = _mm512_fmadd_ps(v, sc, *acc0);
+    }
+}
+
+/* The last kb < 16 blocks: the products pair by pair. */
+AVX512 static void q8s_row_tail(const uint8_t *ab, const uint8_t *xb, const float *dx, const int32_t *cr, unsigned kb,
+                                __m512 *acc0, const int q4) {
+    const unsigned bs = q4 ? 18 : 34;
+    for (unsigned p = 0; 2 * p < kb; p++) {
+        const int two = 2 * p + 1 < kb;
+        float s0 = f16_at(ab + bs * 2 * p) * dx[2 * p], s1 = two ? f16_at(ab + bs * (2 * p + 1)) * dx[2 * p + 1] : 0.0f;
+        float c = s0 * (float)cr[2 * p] + (two ? s1 * (float)cr[2 * p + 1] : 0.0f);
+        __m512 sc = _mm512_castpd_ps(
+            _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(s0)), _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
+        __m512i x = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFu, xb + 64 * p);
+        __m512i w = q4 ? q8s_row_pair(ab, p, two, 1) : q8s_row_pair(ab, p, two, 0);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x));
+        *acc0 = _mm512_fmadd_ps(v, sc, _mm512_mask_add_ps(*acc0, 1, *acc0, _mm512_set1_ps(c)));
+    }
+}
+
+AVX512 static float q8s_row_dot(const uint8_t *a, const uint8_t *A, size_t cols, const int q4) {
+    const size_t nb = cols / 32;
+    const float *dx = (const float *)(const void *)(A + cols);
+    const int32_t *cr = (const int32_t *)(const void *)(A + cols + (q4 ? 8 : 4) * nb);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    size_t b0 = 0;
+    if (q4) {
+        for (; b0 + 16 <= nb; b0 += 16) q8s_row_run16(a + b0 * 18, A + 32 * b0, dx + b0, cr + b0, &acc0, &acc1, 1);
+        if (b0 < nb) q8s_row_tail(a + b0 * 18, A + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0, 1);
+    } else {
+        for (; b0 + 16 <= nb; b0 += 16) q8s_row_run16(a + b0 * 34, A + 32 * b0, dx + b0, cr + b0, &acc0, &acc1, 0);
+        if (b0 < nb) q8s_row_tail(a + b0 * 34, A + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0, 0);
+    }
+    __m512 t = _mm512_add_ps(acc0, acc1);
+    return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+}
+
+/*
+ * Repacks nr (1..16) rows into P: per block, eight 64-byte groups (group g:
+ * bytes 4g..4g+3 of each row's 32 unsigned quants, row i at 4i), then the 16
+ * scales as floats. Rows past nr repeat the last one.
+ */
+AVX512 static void q8s_pack16(const uint8_t *W, size_t rb, size_t nr, size_t nb, uint8_t *P, const int q4) {
+    const size_t bs = q4 ? 18 : 34;
+    int off[16];
+    for (int i = 0; i < 16; i++) off[i] = (int)(((size_t)i < nr ? (size_t)i : nr - 1) * rb);
+    const __m512i gidx = _mm512_loadu_si512((const void *)off);
+    const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F), flip = _mm512_set1_epi32((int)0x80808080u);
+    for (size_t b = 0; b < nb; b++, P += Q8_PACK_BLOCK) {
+        const uint8_t *wb = W + b * bs;
+        if (!q4) {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++)
+                _mm512_store_si512((void *)(P + 64 * g),
+                                   _mm512_xor_si512(_mm512_i32gather_epi32(gidx, (const void *)(wb + 2 + 4 * g), 1), flip));
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i v = _mm512_i32gather_epi32(gidx, (const void *)(wb + 2 + 4 * g), 1);
+                _mm512_store_si512((void *)(P + 64 * g), _mm512_and_si512(v, m4));
+                _mm512_store_si512((void *)(P + 64 * (g + 4)), _mm512_and_si512(_mm512_srli_epi32(v, 4), m4));
+            }
+        }
+        __m512i dwi = _mm512_i32gather_epi32(gidx, (const void *)wb, 1);
+        _mm512_store_ps((void *)(P + 512), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dwi)));
+    }
+}
+
+/* T tokens (1..Q8_TOK) against one packed row group; Y[t·ldy + i] for the rows in mask m. */
+TILE_FN void q8s_tile(const uint8_t *P, size_t nb, const uint8_t *A, size_t as, size_t cols, float *Y, size_t ldy,
+                      __mmask16 m, const int T, const int q4) {
+    const size_t coff = cols + (q4 ? 8 : 4) * nb;
+    __m512 F[Q8_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) F[t] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nb; b++, P += Q8_PACK_BLOCK) {
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512((const void *)(P + 64 * g));
+        const __m512 dw = _mm512_load_ps((const void *)(P + 512));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const uint8_t *x = A + (size_t)t * as;
+            int32_t c, xg[8];
+            float dx;
+            memcpy(&c, x + coff + 4 * b, 4);
+            memcpy(&dx, x + cols + 4 * b, 4);
+            memcpy(xg, x + 32 * b, 32);
+            __m512i acc = _mm512_set1_epi32(c);
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) acc = _mm512_dpbusd_epi32(acc, w[g], _mm512_set1_epi32(xg[g]));
+            F[t] = _mm512_add_ps(F[t], _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx)), _mm512_cvtepi32_ps(acc)));
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(Y + (size_t)t * ldy, m, F[t]);
+}
+
+/* All tokens against one packed row group: full tiles, then the rest as 8 + 4 + 2 + 1. */
+TILE_FN void q8s_tiles(const uint8_t *P, size_t nb, const uint8_t *A, size_t as, size_t nt, size_t cols, float *Y,
+                       size_t ldy, __mmask16 m, const int q4) {
+    size_t t = 0;
+    for (; t + Q8_TOK <= nt; t += Q8_TOK) q8s_tile(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, m, Q8_TOK, q4);
+    if (nt - t >= 8) q8s_tile(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, m, 8, q4), t += 8;
+    if (nt - t >= 4) q8s_tile(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, m, 4, q4), t += 4;
+    if (nt - t >= 2) q8s_tile(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, m, 2, q4), t += 2;
+    if (nt - t >= 1) q8s_tile(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, m, 1, q4);
+}
+
+/* The scalar reference's arithmetic on Q8S activations, one (row, token) pair: the tiles' result. */
+AVX512 static float q8s_dot_exact(const uint8_t *a, const uint8_t *A, size_t cols, const int q4) {
+    const size_t nb = cols / 32;
+    const uint8_t *corr = A + cols + (q4 ? 8 : 4) * nb;
+    float sum = 0;
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *wb = a + b * (q4 ? 18 : 34);
+        __m256i w = q4 ? unpack_nibbles(wb + 2)
+                       : _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 2)), _mm256_set1_epi8((char)0x80));
+        int32_t c;
+        float dx;
+        memcpy(&c, corr + 4 * b, 4);
+        memcpy(&dx, A + cols + 4 * b, 4);
+        int isum = hsum256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w,
+                                                     _mm256_loadu_si256((const __m256i *)(A + 32 * b)))) + c;
+        sum += f16_at(wb) * dx * (float)isum;
+    }
+    return sum;
+}
+
+/*
+ * One token: each row by q8s_row_dot. Several: each group of 16 rows is
+ * repacked once and run against all the tokens (exact; without scratch
+ * memory, one exact dot per pair).
+ */
+TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
+                    float *Y, size_t ldy, const int q4) {
+    const size_t nb = cols / 32;
+    if (nt == 1) {
+        for (size_t r = 0; r < nr; r++) Y[r] = q8s_row_dot(W + r * rb, act, cols, q4);
+        return;
+    }
+    uint8_t *P = 15 * rb < (size_t)INT32_MAX ? llmops_kern_scratch(nb * Q8_PACK_BLOCK) : NULL;
+    for (size_t r = 0; r < nr; r += 16) {
+        size_t k = nr - r < 16 ? nr - r : 16;
+        if (!P) {
+            for (size_t i = 0; i < k; i++)
+                for (size_t t = 0; t < nt; t++) Y[t * ldy + r + i] = q8s_dot_exact(W + (r + i) * rb, act + t * as, cols, q4);
+            continue;
+        }
+        q8s_pack16(W + r * rb, rb, k, nb, P, q4);
+        q8s_tiles(P, nb, act, as, nt, cols, Y + r, ldy, (__mmask16)((1u << k) - 1), q4);
+    }
+}
+
+AVX512 static void mm_q8_0_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                  size_t cols, float *Y, size_t ldy) {
+    q8s_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 0);
+}
+
+AVX512 static void mm_q4_0_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                  size_t cols, float *Y, size_t ldy) {
+    q8s_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
+}
 
 const llmops_kernel_table llmops_kernels_avx512 = {
     .name = "avx512vnni",
@@ -557,7 +703,7 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q8_0 = mm_q8_0_avx512,
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
-    .quantize_q8u = quantize_q8u_avx512,
+    .quantize_q8s = quantize_q8s_avx512,
 };
 
 #else
