@@ -133,6 +133,17 @@ void llmops_act_prepare(int type, const float *x, size_t cols, void *dst);
 void llmops_matvec_prepared(int type, const void *W, size_t rows, size_t cols, const void *act, const float *x,
                             float *y);
 
+/*
+ * Vector helpers of the forward pass, on the same paths as the matrix
+ * kernels. llmops_vec_softmax: over the n scores s[i] with keep[i] != 0,
+ * s[i] = exp(s[i] − max) (0 where keep[i] == 0, and everywhere when none is
+ * kept); returns Σ s[i]. llmops_vec_silu_mul: y[i] *= g[i] / (1 + exp(−g[i]))
+ * (SwiGLU). The SIMD exp is within 2 ulp of expf (subnormal results may
+ * flush to 0); each element's value does not depend on its position or on n.
+ */
+float llmops_vec_softmax(float *s, const uint8_t *keep, size_t n);
+void llmops_vec_silu_mul(float *y, const float *g, size_t n);
+
 /* The path in use: "avx512vnni", "avx2" or "scalar". */
 const char *llmops_kernels_isa(void);
 
@@ -202,6 +213,10 @@ typedef struct llmops_kernel_table {
     llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K;
     /* llmops_kern_quantize_q8s, byte for byte (NULL: that portable one is used) */
     void (*quantize_q8s)(const float *x, uint8_t *dst, size_t cols);
+    /* llmops_vec_softmax's exponentials: s[i] = keep[i] ? exp(s[i] − mx) : 0, returns the sum (mx finite) */
+    float (*exp_sum)(float *s, const uint8_t *keep, size_t n, float mx);
+    /* llmops_vec_silu_mul */
+    void (*silu_mul)(float *y, const float *g, size_t n);
 } llmops_kernel_table;
 
 extern const llmops_kernel_table llmops_kernels_scalar;

@@ -241,21 +241,10 @@ static void attend_block(attn_job *J, size_t w, int ith) {
             for (size_t i = 0; i < hd; i++) Kt[i * 16 + c] = 0;
         K->qk16(Q, nq, hd, Kt, S + c0, ncp);
     }
-    /* softmax per row; invisible cells get weight 0 */
+    /* softmax per row; invisible cells get weight 0 (a block without a visible cell has no scores, and
+     * every cell of it is invisible to every row, so the visibility bytes alone decide) */
     float *sums = Q; /* the queries are no longer needed: nq <= nq_max·hd */
-    for (size_t r = 0; r < nq; r++) {
-        float *s = S + r * ncp;
-        const uint8_t *v = vis + (r / group) * ncp;
-        float mx = -INFINITY, sum = 0;
-        for (size_t c = 0; c < chi; c++)
-            if (blk[c / 16] && v[c] && s[c] > mx) mx = s[c];
-        for (size_t c = 0; c < chi; c++) {
-            float e = blk[c / 16] && v[c] ? expf(s[c] - mx) : 0.0f;
-            s[c] = e;
-            sum += e;
-        }
-        sums[r] = sum;
-    }
+    for (size_t r = 0; r < nq; r++) sums[r] = llmops_vec_softmax(S + r * ncp, vis + (r / group) * ncp, chi);
     memset(O, 0, nq * hd * sizeof(float));
     for (size_t b = 0; b < nblk; b++) {
         if (!blk[b]) continue;
@@ -559,7 +548,9 @@ static void fused_token(void *vj, int ith, int nth) {
             size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < f ? r0 + FUSED_CHUNK : f;
             fused_rows(&A, &L->w_up, &L->b_up, r0, r1, xn, ctx->ff1);
             fused_rows(&A, &L->w_gate, &L->b_gate, r0, r1, xn, ctx->ff2);
-            for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
+            if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1 + r0, ctx->ff2 + r0, r1 - r0);
+            else
+                for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
         }
         fused_barrier(ctx, nth);
         for (size_t c; (c = fused_next(ctx, ph + 4, (d + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
@@ -709,7 +700,9 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, n, ctx->ff2);
         }
         if (a->gated_ffn) {
-            for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
+            if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1, ctx->ff2, n * f);
+            else
+                for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
         } else {
             for (size_t i = 0; i < n * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
         }

@@ -156,7 +156,22 @@ static float dot_q6_K_scalar(const void *w, const void *xq, size_t nb) {
     return sum;
 }
 
+static float exp_sum_scalar(float *s, const uint8_t *keep, size_t n, float mx) {
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        s[i] = keep[i] ? expf(s[i] - mx) : 0.0f;
+        sum += s[i];
+    }
+    return sum;
+}
+
+static void silu_mul_scalar(float *y, const float *g, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] *= g[i] / (1.0f + expf(-g[i]));
+}
+
 const llmops_kernel_table llmops_kernels_scalar = {
+    .exp_sum = exp_sum_scalar,
+    .silu_mul = silu_mul_scalar,
     .name = "scalar",
     .dot_f32 = dot_f32_scalar,
     .dot_f16 = dot_f16_scalar,
@@ -224,6 +239,23 @@ static const llmops_kernel_table *kernels(void) {
 }
 
 const char *llmops_kernels_isa(void) { return kernels()->name; }
+
+float llmops_vec_softmax(float *s, const uint8_t *keep, size_t n) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] && s[i] > mx) mx = s[i];
+    if (mx == -INFINITY) { /* nothing kept (or only −inf scores) */
+        memset(s, 0, n * sizeof *s);
+        return 0;
+    }
+    const llmops_kernel_table *k = kernels();
+    return (k->exp_sum ? k->exp_sum : exp_sum_scalar)(s, keep, n, mx);
+}
+
+void llmops_vec_silu_mul(float *y, const float *g, size_t n) {
+    const llmops_kernel_table *k = kernels();
+    (k->silu_mul ? k->silu_mul : silu_mul_scalar)(y, g, n);
+}
 
 int llmops_kernels_isa_available(const char *name) {
     int isa = isa_by_name(name);

@@ -193,6 +193,80 @@ AVX2 static float dot_q6_K_avx2(const void *w, const void *xq, size_t nb) {
     return sum;
 }
 
+/* ---- exp: softmax and SiLU ------------------------------------------------------------------
+ *
+ * exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split
+ * in two so that n·ln2_hi is exact), |r| <= ln2/2, e^r by its Taylor series
+ * to r^7, 2^n put into the exponent bits. Results that would be subnormal
+ * are 0, overflow is +inf, NaN stays NaN. Tails go through an 8-float copy,
+ * so an element's value does not depend on where it sits.
+ */
+AVX2 static inline __m256 exp256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* n in [-126, 128]: 2^n as two factors so that n = 128 does not overflow the exponent field */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i h = _mm256_srai_epi32(ni, 1);
+    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+    e = _mm256_andnot_ps(under, e);
+    e = _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_inff()), over);
+    return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN */
+}
+
+AVX2 static float exp_sum_avx2(float *s, const uint8_t *keep, size_t n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        float buf[8] = {0};
+        uint8_t kb[8] = {0};
+        const float *src = s + i;
+        if (m < 8) memcpy(buf, s + i, m * sizeof(float)), memcpy(kb, keep + i, m), src = buf;
+        else memcpy(kb, keep + i, 8);
+        __m256i k32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)kb));
+        __m256 kmask = _mm256_castsi256_ps(_mm256_cmpgt_epi32(k32, _mm256_setzero_si256()));
+        __m256 e = _mm256_and_ps(kmask, exp256(_mm256_sub_ps(_mm256_loadu_ps(src), vmx)));
+        sum = _mm256_add_ps(sum, e);
+        if (m < 8) {
+            _mm256_storeu_ps(buf, e);
+            memcpy(s + i, buf, m * sizeof(float));
+        } else {
+            _mm256_storeu_ps(s + i, e);
+        }
+    }
+    return hsum256_ps(sum);
+}
+
+AVX2 static void silu_mul_avx2(float *y, const float *g, size_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        float yb[8] = {0}, gb[8] = {0};
+        float *yp = y + i;
+        const float *gp = g + i;
+        if (m < 8) memcpy(yb, y + i, m * sizeof(float)), memcpy(gb, g + i, m * sizeof(float)), yp = yb, gp = gb;
+        __m256 gv = _mm256_loadu_ps(gp);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        _mm256_storeu_ps(yp, _mm256_mul_ps(_mm256_loadu_ps(yp), _mm256_div_ps(gv, _mm256_add_ps(one, e))));
+        if (m < 8) memcpy(y + i, yb, m * sizeof(float));
+    }
+}
+
 const llmops_kernel_table llmops_kernels_avx2 = {
     .name = "avx2",
     .dot_f32 = dot_f32_avx2,
@@ -202,6 +276,8 @@ const llmops_kernel_table llmops_kernels_avx2 = {
     .dot_q4_0 = dot_q4_0_avx2,
     .dot_q4_K = dot_q4_K_avx2,
     .dot_q6_K = dot_q6_K_avx2,
+    .exp_sum = exp_sum_avx2,
+    .silu_mul = silu_mul_avx2,
 };
 
 #else

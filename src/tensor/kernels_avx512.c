@@ -688,6 +688,57 @@ AVX512 static void mm_q4_0_avx512(const uint8_t *W, size_t rb, size_t nr, const 
     q8s_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
 }
 
+/* ---- exp: softmax and SiLU ------------------------------------------------------------------
+ *
+ * exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split
+ * in two so that n·ln2_hi is exact), |r| <= ln2/2, e^r by its Taylor series
+ * to r^7 (truncation below 6e-9 relative), 2^n applied by VSCALEFPS, which
+ * also gives the subnormal, zero and infinite results. NaN stays NaN.
+ */
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask16(size_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+AVX512 static float exp_sum_avx512(float *s, const uint8_t *keep, size_t n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask16(n - i);
+        __m128i kb = _mm_maskz_loadu_epi8(m, keep + i);
+        __mmask16 kk = _mm_test_epi8_mask(kb, kb);
+        __m512 e = _mm512_maskz_mov_ps(kk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmx)));
+        _mm512_mask_storeu_ps(s + i, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+AVX512 static void silu_mul_avx512(float *y, const float *g, size_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask16(n - i);
+        __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 yv = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_div_ps(gv, _mm512_add_ps(one, e)));
+        _mm512_mask_storeu_ps(y + i, m, yv);
+    }
+}
+
 const llmops_kernel_table llmops_kernels_avx512 = {
     .name = "avx512vnni",
     .dot_f32 = dot_f32_avx512,
@@ -704,6 +755,8 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
     .quantize_q8s = quantize_q8s_avx512,
+    .exp_sum = exp_sum_avx512,
+    .silu_mul = silu_mul_avx512,
 };
 
 #else

@@ -767,6 +767,71 @@ TEST(kernels_q8_tiles_equal_scalar_reference) {
     CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
 }
 
+/* |a − b| within `ulps` units in the last place of b (both finite), or both the same non-finite. */
+static int close_ulps(float a, float b, float ulps) {
+    if (!isfinite(b)) return isnan(b) ? isnan(a) : a == b;
+    if (b == 0) return fabsf(a) <= 1e-37f;
+    return fabsf(a - b) <= ulps * (nextafterf(fabsf(b), INFINITY) - fabsf(b)) || fabsf(a - b) <= 1e-37f;
+}
+
+/*
+ * The softmax exponentials and SwiGLU's SiLU on each path against the
+ * scalar reference (expf): within 3 ulp per element over the whole float
+ * range (subnormal results may be 0), masked cells 0, NaN kept; and an
+ * element's value the same wherever it sits in the array (tails included).
+ */
+TEST(kernels_vec_exp_simd_match_scalar) {
+    enum { N = 203 };
+    float x[N], g[N], y0[N], ref[N], got[N], pos[N];
+    uint8_t keep[N];
+    uint64_t s = 555;
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)(rng_gauss(&s) * (i % 3 == 0 ? 40 : 4));
+        g[i] = (float)((rng_unit(&s) * 2 - 1) * (i % 4 == 0 ? 120 : 12));
+        y0[i] = (float)rng_gauss(&s);
+        keep[i] = (uint8_t)(rng_unit(&s) < 0.8);
+    }
+    x[7] = -INFINITY, keep[7] = 1, x[9] = -200, x[11] = 85, keep[11] = 1;
+    g[3] = NAN, g[5] = INFINITY, g[6] = -INFINITY, g[8] = 0, g[10] = -87.5f, g[12] = 88.9f, g[14] = -103.5f;
+    int ran = 0;
+    for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
+        const llmops_kernel_table *kt = table_for(k_isas[p]);
+        if (!kt || !kt->exp_sum || !llmops_kernels_isa_available(k_isas[p])) continue;
+        ran++;
+        for (size_t n = 0; n <= N; n += (n < 40 ? 1 : 27)) {
+            float mx = 85; /* the row's maximum: no term above 1 */
+            memcpy(ref, x, sizeof x), memcpy(got, x, sizeof x);
+            float rs = llmops_kernels_scalar.exp_sum(ref, keep, n, mx), gs = kt->exp_sum(got, keep, n, mx);
+            for (size_t i = 0; i < n; i++)
+                CHECK_MSG(close_ulps(got[i], ref[i], 3) && (keep[i] || got[i] == 0), "%s exp_sum n=%zu [%zu]: %.9g vs %.9g",
+                          k_isas[p], n, i, (double)got[i], (double)ref[i]);
+            CHECK_MSG(fabsf(gs - rs) <= 1e-6f * rs + 1e-37f, "%s exp_sum n=%zu: sum %.9g vs %.9g", k_isas[p], n, (double)gs,
+                      (double)rs);
+            memcpy(ref, y0, sizeof y0), memcpy(got, y0, sizeof y0);
+            llmops_kernels_scalar.silu_mul(ref, g, n);
+            kt->silu_mul(got, g, n);
+            for (size_t i = 0; i < n; i++)
+                CHECK_MSG(close_ulps(got[i], ref[i], 4), "%s silu_mul n=%zu [%zu] g=%g: %.9g vs %.9g", k_isas[p], n, i,
+                          (double)g[i], (double)got[i], (double)ref[i]);
+        }
+        /* position independence: the same element computed from every offset */
+        memcpy(ref, y0, sizeof y0);
+        kt->silu_mul(ref, g, N);
+        for (size_t off = 1; off < 20; off++) {
+            memcpy(pos, y0, sizeof y0);
+            kt->silu_mul(pos + off, g + off, N - off - off % 7);
+            for (size_t i = off; i < N - off % 7; i++)
+                CHECK_MSG(!memcmp(&pos[i], &ref[i], sizeof(float)) || (isnan(pos[i]) && isnan(ref[i])),
+                          "%s silu_mul offset %zu [%zu]: %.9g vs %.9g", k_isas[p], off, i, (double)pos[i], (double)ref[i]);
+        }
+    }
+    /* llmops_vec_softmax: nothing kept gives zeros and a zero sum */
+    float z[5] = {1, 2, 3, 4, 5};
+    uint8_t none[5] = {0};
+    CHECK(llmops_vec_softmax(z, none, 5) == 0 && z[0] == 0 && z[4] == 0);
+    if (!ran) SKIP("no SIMD path on this machine");
+}
+
 /* Each path's Q8S activation quantizer writes the portable one's bytes, specials included. */
 TEST(kernels_quantize_q8s_simd_matches_portable) {
     enum { N = 64 * 32 };
