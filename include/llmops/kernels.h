@@ -172,11 +172,15 @@ typedef void (*llmops_kern_mm_fn)(const uint8_t *W, size_t row_bytes, size_t nr,
  * b (nb = cols/32): nb floats d_b (the Q8_0 scale widened from f16), nb
  * int32 −128·Σq and nb int32 −8·Σq (Σq: the sum of the block's quants). The
  * two sums undo the offsets that let VPDPBUSD take the weights as its
- * unsigned operand: Q8_0 quants + 128, Q4_0 nibbles (q − 8 + 8). Same values
- * as llmops_kern_quantize_q8_0.
+ * unsigned operand: Q8_0 quants + 128, Q4_0 nibbles (q − 8 + 8). Then the
+ * quants again in Q4_0's nibble order, 128 bytes per 4 blocks: the first 16
+ * quants of each of the 4 blocks, then their last 16 (zeros past the last
+ * block). Same values as llmops_kern_quantize_q8_0.
  */
-static inline size_t llmops_kern_q8s_bytes(size_t cols) { return cols + cols / 32 * 12; }
+static inline size_t llmops_kern_q8s_bytes(size_t cols) { return cols + cols / 32 * 12 + (cols / 32 + 3) / 4 * 128; }
 void llmops_kern_quantize_q8s(const float *x, uint8_t *dst, size_t cols);
+/* Writes the nibble-order copy of a Q8S vector whose quants are in place. */
+void llmops_kern_q8s_fill_x4(uint8_t *dst, size_t cols);
 
 /*
  * A 64-byte aligned scratch buffer of at least `bytes` owned by the calling

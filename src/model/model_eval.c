@@ -386,9 +386,10 @@ llmops_status llmops_context_create(const llmops_model *m, const llmops_context_
     int nth = llmops_threadpool_n_threads(ctx->pool);
     ctx->rope_cs = llmops_malloc(((size_t)m->arch.rope_dim + 2) * sizeof(float));
     ctx->fused_d = ((size_t)m->arch.hidden_size + 15) & ~(size_t)15;
-    /* per thread: the normalized vector, then its prepared form (at most 10 bytes per column: F32 is not copied) */
+    /* per thread: the normalized vector, then its prepared form (at most 3 bytes per column + 192: F32 is not
+     * copied) */
     size_t widest = (size_t)(m->arch.ffn_size > m->arch.hidden_size ? m->arch.ffn_size : m->arch.hidden_size);
-    ctx->fused_stride = ctx->fused_d + (2 * widest + 128) / sizeof(float) + 32;
+    ctx->fused_stride = ctx->fused_d + (3 * widest + 256) / sizeof(float) + 32;
     ctx->fused_norm = llmops_malloc((size_t)nth * ctx->fused_stride * sizeof(float));
     ctx->fused_n_ctr = (size_t)m->arch.n_layers * FUSED_PHASES + 1;
     ctx->fused_ctr = llmops_calloc(ctx->fused_n_ctr, sizeof *ctx->fused_ctr);

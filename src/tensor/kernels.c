@@ -345,6 +345,18 @@ void llmops_kern_quantize_q8s(const float *x, uint8_t *dst, size_t cols) {
         memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
         memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
     }
+    llmops_kern_q8s_fill_x4(dst, cols);
+}
+
+void llmops_kern_q8s_fill_x4(uint8_t *dst, size_t cols) {
+    size_t nb = cols / 32;
+    uint8_t *x4 = dst + cols + 12 * nb;
+    memset(x4, 0, (nb + 3) / 4 * 128);
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *g = x4 + b / 4 * 128 + b % 4 * 16;
+        memcpy(g, dst + 32 * b, 16);
+        memcpy(g + 64, dst + 32 * b + 16, 16);
+    }
 }
 
 /*

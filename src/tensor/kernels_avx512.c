@@ -185,7 +185,7 @@ AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols
         const float *xb = x + 32 * b;
         __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
         if (_mm512_cmp_ps_mask(v[0], v[0], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[1], v[1], _CMP_UNORD_Q)) {
-            uint8_t one_block[32 + 12];
+            uint8_t one_block[32 + 12 + 128];
             llmops_kern_quantize_q8s(xb, one_block, 32);
             memcpy(dst + 32 * b, one_block, 32);
             memcpy(dst + cols + 4 * b, one_block + 32, 4);
@@ -216,6 +216,7 @@ AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols
         memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
         memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
     }
+    llmops_kern_q8s_fill_x4(dst, cols);
 }
 
 /* ---- tiled products (llmops_kern_mm_fn) ----------------------------------------------------
@@ -442,7 +443,7 @@ DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
  * so the integer sums are exact.
  *
  * One token (decode) is memory bound and reads the weights where they lie,
- * row by row (q8s_row_dot).
+ * row by row (q8s_rows_dot).
  */
 enum { Q8_TOK = 16, Q8_PACK_BLOCK = 9 * 64 }; /* packed block: 8 × 64 bytes of quants, 16 float scales */
 
@@ -510,20 +511,58 @@ TILE_FN __m512i q8s_row_pair(const uint8_t *ab, unsigned p, int two, const int q
     return _mm512_and_si512(_mm512_mask_srli_epi16(w, (__mmask32)0xFF00FF00u, w, 4), _mm512_set1_epi8(0x0F));
 }
 
-/* A run of 16 blocks: their products as one vector, the offsets' terms in one FMA. */
-TILE_FN void q8s_row_run16(const uint8_t *ab, const uint8_t *xb, const float *dx, const int32_t *cr, __m512 *acc0,
-                           __m512 *acc1, const int q4) {
+/*
+ * R rows (1..4, rb bytes apart) side by side over a run of 16 blocks: their
+ * products as one vector per row, the offsets' terms in one FMA; the
+ * activations are loaded once for the R rows, and the rows' independent
+ * sums keep the FMA units busy.
+ */
+TILE_FN void q8s_rows_run16(const uint8_t *ab, size_t rb, const uint8_t *xb, const uint8_t *x4, const float *dx,
+                            const int32_t *cr, __m512 *acc0, __m512 *acc1, const int R, const int q4) {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512 s16 = q8s_scales16(ab, dx, 16, q4);
-    *acc1 = _mm512_fmadd_ps(s16, _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)cr)), *acc1);
+    const __m512 corr = _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)cr));
+    __m512 s16[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        s16[r] = q8s_scales16(ab + (size_t)r * rb, dx, 16, q4);
+        acc1[r] = _mm512_fmadd_ps(s16[r], corr, acc1[r]);
+    }
+    if (q4) { /* four blocks per register: their nibbles against the nibble-order copy x4 */
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+#pragma GCC unroll 4
+        for (unsigned g = 0; g < 4; g++) {
+            const __m512i xl = _mm512_loadu_si512((const void *)(x4 + 128 * g));
+            const __m512i xh = _mm512_loadu_si512((const void *)(x4 + 128 * g + 64));
+            const __m512i idx = _mm512_add_epi32(quarter, _mm512_set1_epi32((int)(4 * g)));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const uint8_t *q = ab + (size_t)r * rb + 72 * g + 2;
+                __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q));
+                raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(q + 18)), 1);
+                raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(q + 36)), 2);
+                raw = _mm512_inserti32x4(raw, _mm_loadu_si128((const __m128i *)(q + 54)), 3);
+                __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+                __m512 v = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xl), hi, xh));
+                __m512 sc = _mm512_permutexvar_ps(idx, s16[r]);
+                if (g & 1) acc1[r] = _mm512_fmadd_ps(v, sc, acc1[r]);
+                else acc0[r] = _mm512_fmadd_ps(v, sc, acc0[r]);
+            }
+        }
+        return;
+    }
 #pragma GCC unroll 8
     for (unsigned p = 0; p < 8; p++) {
-        __m512i x = _mm512_loadu_si512((const void *)(xb + 64 * p));
-        __m512 sc = _mm512_permutexvar_ps(_mm512_add_epi32(half, _mm512_set1_epi32((int)(2 * p))), s16);
-        __m512 v = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, q8s_row_pair(ab, p, 1, q4), x));
-        if (p & 1) *acc1 = _mm512_fmadd_ps(v, sc, *acc1);
-        else *acc0 = _mm512_fmadd_ps(v, sc, *acc0);
+        const __m512i x = _mm512_loadu_si512((const void *)(xb + 64 * p));
+        const __m512i idx = _mm512_add_epi32(half, _mm512_set1_epi32((int)(2 * p)));
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m512 sc = _mm512_permutexvar_ps(idx, s16[r]);
+            __m512 v = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, q8s_row_pair(ab + (size_t)r * rb, p, 1, q4), x));
+            if (p & 1) acc1[r] = _mm512_fmadd_ps(v, sc, acc1[r]);
+            else acc0[r] = _mm512_fmadd_ps(v, sc, acc0[r]);
+        }
     }
 }
 
@@ -544,21 +583,25 @@ AVX512 static void q8s_row_tail(const uint8_t *ab, const uint8_t *xb, const floa
     }
 }
 
-AVX512 static float q8s_row_dot(const uint8_t *a, const uint8_t *A, size_t cols, const int q4) {
-    const size_t nb = cols / 32;
+/* y[r] = row r · the Q8S vector A for r < R (1..4), the rows rb bytes apart. */
+TILE_FN void q8s_rows_dot(const uint8_t *a, size_t rb, const uint8_t *A, size_t cols, float *y, const int R,
+                          const int q4) {
+    const size_t nb = cols / 32, bs = q4 ? 18 : 34;
     const float *dx = (const float *)(const void *)(A + cols);
     const int32_t *cr = (const int32_t *)(const void *)(A + cols + (q4 ? 8 : 4) * nb);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m512 acc0[4], acc1[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
     size_t b0 = 0;
-    if (q4) {
-        for (; b0 + 16 <= nb; b0 += 16) q8s_row_run16(a + b0 * 18, A + 32 * b0, dx + b0, cr + b0, &acc0, &acc1, 1);
-        if (b0 < nb) q8s_row_tail(a + b0 * 18, A + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0, 1);
-    } else {
-        for (; b0 + 16 <= nb; b0 += 16) q8s_row_run16(a + b0 * 34, A + 32 * b0, dx + b0, cr + b0, &acc0, &acc1, 0);
-        if (b0 < nb) q8s_row_tail(a + b0 * 34, A + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0, 0);
+    const uint8_t *x4 = A + cols + 12 * nb;
+    for (; b0 + 16 <= nb; b0 += 16)
+        q8s_rows_run16(a + b0 * bs, rb, A + 32 * b0, x4 + 4 * b0 * 8, dx + b0, cr + b0, acc0, acc1, R, q4);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        if (b0 < nb) q8s_row_tail(a + (size_t)r * rb + b0 * bs, A + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0[r], q4);
+        __m512 t = _mm512_add_ps(acc0[r], acc1[r]);
+        y[r] = hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
     }
-    __m512 t = _mm512_add_ps(acc0, acc1);
-    return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
 }
 
 /*
@@ -654,15 +697,15 @@ AVX512 static float q8s_dot_exact(const uint8_t *a, const uint8_t *A, size_t col
 }
 
 /*
- * One token: each row by q8s_row_dot. Several: each group of 16 rows is
+ * One token: row by row (q8s_rows_dot). Several: each group of 16 rows is
  * repacked once and run against all the tokens (exact; without scratch
  * memory, one exact dot per pair).
  */
 TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
                     float *Y, size_t ldy, const int q4) {
     const size_t nb = cols / 32;
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) Y[r] = q8s_row_dot(W + r * rb, act, cols, q4);
+    if (nt == 1) { /* one row at a time: interleaving rows (even 4) upsets the hardware prefetcher */
+        for (size_t r = 0; r < nr; r++) q8s_rows_dot(W + r * rb, rb, act, cols, Y + r, 1, q4);
         return;
     }
     uint8_t *P = 15 * rb < (size_t)INT32_MAX ? llmops_kern_scratch(nb * Q8_PACK_BLOCK) : NULL;

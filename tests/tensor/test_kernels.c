@@ -836,7 +836,7 @@ TEST(kernels_vec_exp_simd_match_scalar) {
 TEST(kernels_quantize_q8s_simd_matches_portable) {
     enum { N = 64 * 32 };
     float *x = malloc(N * sizeof(float));
-    uint8_t *ref = malloc(N + N / 32 * 12), *got = malloc(N + N / 32 * 12);
+    uint8_t *ref = malloc(llmops_kern_q8s_bytes(N)), *got = malloc(llmops_kern_q8s_bytes(N));
     CHECK(x && ref && got);
     uint64_t s = 31337;
     gen_varied(&s, x, N);
@@ -853,7 +853,7 @@ TEST(kernels_quantize_q8s_simd_matches_portable) {
         for (size_t ci = 0; ci < 3; ci++) {
             size_t cols = col_counts[ci];
             llmops_kern_quantize_q8s(x, ref, cols);
-            memset(got, 0x5a, N + N / 32 * 12);
+            memset(got, 0x5a, llmops_kern_q8s_bytes(N));
             kt->quantize_q8s(x, got, cols);
             size_t nb = llmops_kern_q8s_bytes(cols), i = 0;
             while (i < nb && got[i] == ref[i]) i++;
