@@ -45,10 +45,10 @@
  * SIMD path computes the same integer block sums as the scalar reference;
  * Q4_K and Q6_K results are identical across paths, F32/F16/BF16 results
  * agree within 1e-5·S (different float summation order). Q8_0 and Q4_0:
- * the AVX-512 products of several tokens (llmops_matmul, n >= 2) equal the
- * scalar reference bit for bit (block after block, sum + (d_w·d_x)·isum);
- * its one-token product (decode) groups the float sums for speed and agrees
- * within 1e-5·S; the AVX2 path agrees within 1e-5·S throughout.
+ * every path's dot and product of several tokens (llmops_matmul, n >= 2)
+ * equal the scalar reference bit for bit (block after block,
+ * sum + (d_w·d_x)·isum); the SIMD one-token product (decode) groups the
+ * float sums for speed and agrees within 1e-5·S.
  */
 #ifndef LLMOPS_KERNELS_H
 #define LLMOPS_KERNELS_H
@@ -106,12 +106,12 @@ llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, c
  * are prepared once per call; each thread takes one contiguous range of
  * rows and runs it over the tokens a block at a time, with micro-kernels
  * that hold a few weight rows × a few tokens in registers (weights unpacked
- * once per tile, activations reused across its rows; Q8_0/Q4_0 on AVX-512:
- * 16 rows repacked once, tiles of 16 rows × 16 tokens). Each Y element
+ * once per tile, activations reused across its rows; Q8_0/Q4_0: 16 (AVX-512)
+ * or 8 (AVX2) rows repacked once, tiles of 16 × 16 or 8 × 8). Each Y element
  * equals, bit for bit, what llmops_vec_dot returns for that row when
  * cols <= 8192, on every path, and what llmops_matvec computes for that
- * token — except for Q8_0/Q4_0 on AVX-512, whose matvec has a decode kernel
- * of its own (within the tolerance above).
+ * token — except for Q8_0/Q4_0 on the SIMD paths, whose matvec has a decode
+ * kernel of its own (within the tolerance above).
  */
 llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, const float *X, size_t n,
                             float *Y, llmops_threadpool *pool, llmops_error *err);

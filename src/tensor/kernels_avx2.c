@@ -87,30 +87,32 @@ AVX2 static inline __m256i dot_i8x32(__m256i a, __m256i b) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
+/*
+ * Q8_0 and Q4_0 follow the scalar reference's float arithmetic exactly (per
+ * block the integer sum, then sum = sum + (d_w·d_x)·isum), as the tiles
+ * below do, so matmul equals the dot bit for bit on this path too.
+ */
 AVX2 static float dot_q8_0_avx2(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0;
     for (size_t i = 0; i < nb; i++, a += 34, b += 34) {
-        __m256 d = _mm256_set1_ps(f16_at(a) * f16_at(b));
-        __m256i s = dot_i8x32(_mm256_loadu_si256((const __m256i *)(a + 2)),
-                              _mm256_loadu_si256((const __m256i *)(b + 2)));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+        int isum = hsum256_epi32(dot_i8x32(_mm256_loadu_si256((const __m256i *)(a + 2)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 2))));
+        sum += f16_at(a) * f16_at(b) * (float)isum;
     }
-    return hsum256_ps(acc);
+    return sum;
 }
-
 
 AVX2 static float dot_q4_0_avx2(const void *w, const void *xq, size_t nb) {
     const uint8_t *a = w, *b = xq;
-    __m256 acc = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
+    float sum = 0;
     for (size_t i = 0; i < nb; i++, a += 18, b += 34) {
-        __m256 d = _mm256_set1_ps(f16_at(a) * f16_at(b));
         __m256i q = _mm256_sub_epi8(unpack_nibbles(a + 2), eight);
-        __m256i s = dot_i8x32(q, _mm256_loadu_si256((const __m256i *)(b + 2)));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+        int isum = hsum256_epi32(dot_i8x32(q, _mm256_loadu_si256((const __m256i *)(b + 2))));
+        sum += f16_at(a) * f16_at(b) * (float)isum;
     }
-    return hsum256_ps(acc);
+    return sum;
 }
 
 /* ---- 256-element super-blocks -------------------------------------------------------- */
@@ -191,6 +193,163 @@ AVX2 static float dot_q6_K_avx2(const void *w, const void *xq, size_t nb) {
         sum += f16_at(a + 208) * dx * (float)sumi;
     }
     return sum;
+}
+
+/* ---- Q8_0 / Q4_0 products on Q8S activations ------------------------------------------------
+ *
+ * Several tokens (prefill): as in the AVX-512 file, each group of 8 weight
+ * rows is repacked once per call so that lane i of a register is row i —
+ * per block, eight 32-byte groups (bytes 4g..4g+3 of each row's 32 quants),
+ * for Q8_0 then the same groups' magnitudes, then the 8 scales as floats —
+ * and a tile of 8 rows × Q8_TOK tokens broadcasts each token's activations
+ * 4 bytes at a time. VPMADDUBSW takes unsigned × signed bytes into 16-bit
+ * pair sums: Q4_0 nibbles (<= 15) × x stay below 2·15·127 per pair, so a
+ * whole block is summed in 16 bits before one VPMADDWD, and −8·Σx (Q8S)
+ * undoes the offset; Q8_0 uses |w| × sign(x, w) (pairs <= 2·128·127), widened
+ * per group. The float step is the scalar reference's, block after block,
+ * so the results equal it bit for bit.
+ *
+ * One token (decode) reads each row in place with the dot's arithmetic
+ * (8-lane float sums, within the tolerance of kernels.h).
+ */
+enum { Q8_TOK = 8, Q8_PACK_BLOCK8 = 17 * 32 }; /* packed block: 8 + 8 groups of 32 bytes, 8 float scales */
+
+AVX2 static void q8s_pack8(const uint8_t *W, size_t rb, size_t nr, size_t nb, uint8_t *P, const int q4) {
+    const size_t bs = q4 ? 18 : 34;
+    for (size_t b = 0; b < nb; b++, P += Q8_PACK_BLOCK8) {
+        float sc[8];
+        for (size_t i = 0; i < 8; i++) {
+            const uint8_t *a = W + (i < nr ? i : nr - 1) * rb + b * bs;
+            sc[i] = f16_at(a);
+            if (!q4) {
+                for (int g = 0; g < 8; g++) memcpy(P + 32 * g + 4 * i, a + 2 + 4 * g, 4);
+            } else {
+                for (int g = 0; g < 4; g++) {
+                    uint32_t v, lo, hi;
+                    memcpy(&v, a + 2 + 4 * g, 4);
+                    lo = v & 0x0F0F0F0Fu, hi = (v >> 4) & 0x0F0F0F0Fu;
+                    memcpy(P + 32 * g + 4 * i, &lo, 4);
+                    memcpy(P + 32 * (g + 4) + 4 * i, &hi, 4);
+                }
+            }
+        }
+        if (!q4)
+            for (int g = 0; g < 8; g++)
+                _mm256_store_si256((__m256i *)(void *)(P + 256 + 32 * g),
+                                   _mm256_abs_epi8(_mm256_load_si256((const __m256i *)(const void *)(P + 32 * g))));
+        _mm256_store_ps((float *)(void *)(P + 512), _mm256_loadu_ps(sc));
+    }
+}
+
+#define TILE_FN AVX2 __attribute__((always_inline)) static inline
+
+TILE_FN void q8s_tile8(const uint8_t *P, size_t nb, const uint8_t *A, size_t as, size_t cols, float *Y, size_t ldy,
+                       size_t nr, const int T, const int q4) {
+    const size_t coff = cols + 8 * nb; /* −8·Σx (Q4_0) */
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 F[Q8_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) F[t] = _mm256_setzero_ps();
+    for (size_t b = 0; b < nb; b++, P += Q8_PACK_BLOCK8) {
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)(P + 512));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const uint8_t *x = A + (size_t)t * as;
+            int32_t xg[8];
+            float dx;
+            memcpy(xg, x + 32 * b, 32);
+            memcpy(&dx, x + cols + 4 * b, 4);
+            __m256i acc;
+            if (q4) {
+                __m256i s16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++)
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(const void *)(P + 32 * g)),
+                                                                     _mm256_set1_epi32(xg[g])));
+                int32_t c;
+                memcpy(&c, x + coff + 4 * b, 4);
+                acc = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(c));
+            } else {
+                acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    const __m256i w = _mm256_load_si256((const __m256i *)(const void *)(P + 32 * g));
+                    const __m256i aw = _mm256_load_si256((const __m256i *)(const void *)(P + 256 + 32 * g));
+                    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(xg[g]), w));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+                }
+            }
+            F[t] = _mm256_add_ps(F[t], _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(acc)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        if (nr == 8) {
+            _mm256_storeu_ps(Y + (size_t)t * ldy, F[t]);
+        } else {
+            float v[8];
+            _mm256_storeu_ps(v, F[t]);
+            memcpy(Y + (size_t)t * ldy, v, nr * sizeof(float));
+        }
+    }
+}
+
+TILE_FN void q8s_tiles8(const uint8_t *P, size_t nb, const uint8_t *A, size_t as, size_t nt, size_t cols, float *Y,
+                        size_t ldy, size_t nr, const int q4) {
+    size_t t = 0;
+    for (; t + Q8_TOK <= nt; t += Q8_TOK) q8s_tile8(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, nr, Q8_TOK, q4);
+    if (nt - t >= 4) q8s_tile8(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, nr, 4, q4), t += 4;
+    if (nt - t >= 2) q8s_tile8(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, nr, 2, q4), t += 2;
+    if (nt - t >= 1) q8s_tile8(P, nb, A + t * as, as, cols, Y + t * ldy, ldy, nr, 1, q4);
+}
+
+/* One row · one Q8S vector (decode, and the fallback without scratch memory): the dot's arithmetic. */
+AVX2 static float q8s_row_dot_avx2(const uint8_t *a, const uint8_t *A, size_t cols, const int q4) {
+    const size_t nb = cols / 32, bs = q4 ? 18 : 34;
+    const float *dx = (const float *)(const void *)(A + cols);
+    const int32_t *c8 = (const int32_t *)(const void *)(A + cols + 8 * nb);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0;
+    for (size_t b = 0; b < nb; b++, a += bs) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(A + 32 * b));
+        float d = f16_at(a) * dx[b];
+        __m256i s;
+        if (q4) {
+            s = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(a + 2), x), ones);
+            corr += d * (float)c8[b];
+        } else {
+            s = dot_i8x32(_mm256_loadu_si256((const __m256i *)(a + 2)), x);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum256_ps(acc) + corr;
+}
+
+TILE_FN void q8s_mm8(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
+                     float *Y, size_t ldy, const int q4) {
+    const size_t nb = cols / 32;
+    uint8_t *P = nt > 1 ? llmops_kern_scratch(nb * Q8_PACK_BLOCK8) : NULL;
+    if (!P) {
+        for (size_t r = 0; r < nr; r++)
+            for (size_t t = 0; t < nt; t++) Y[t * ldy + r] = q8s_row_dot_avx2(W + r * rb, act + t * as, cols, q4);
+        return;
+    }
+    for (size_t r = 0; r < nr; r += 8) {
+        size_t k = nr - r < 8 ? nr - r : 8;
+        q8s_pack8(W + r * rb, rb, k, nb, P, q4);
+        q8s_tiles8(P, nb, act, as, nt, cols, Y + r, ldy, k, q4);
+    }
+}
+
+AVX2 static void mm_q8_0_avx2(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                              size_t cols, float *Y, size_t ldy) {
+    q8s_mm8(W, rb, nr, act, as, nt, cols, Y, ldy, 0);
+}
+
+AVX2 static void mm_q4_0_avx2(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                              size_t cols, float *Y, size_t ldy) {
+    q8s_mm8(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
 }
 
 /* ---- exp: softmax and SiLU ------------------------------------------------------------------
@@ -276,6 +435,8 @@ const llmops_kernel_table llmops_kernels_avx2 = {
     .dot_q4_0 = dot_q4_0_avx2,
     .dot_q4_K = dot_q4_K_avx2,
     .dot_q6_K = dot_q6_K_avx2,
+    .mm_q8_0 = mm_q8_0_avx2,
+    .mm_q4_0 = mm_q4_0_avx2,
     .exp_sum = exp_sum_avx2,
     .silu_mul = silu_mul_avx2,
 };

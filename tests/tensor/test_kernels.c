@@ -515,12 +515,12 @@ static int n_paths(const char **names) {
 }
 
 /*
- * Whether a path's one-token product is its tiles' arithmetic. The AVX-512
+ * Whether a path's one-token product is its tiles' arithmetic. The SIMD
  * Q8_0/Q4_0 matvec has a decode kernel of its own (grouped float sums,
  * within the tolerance of kernels.h); everything else is bit for bit.
  */
 static int matvec_is_tiles(const char *path, int type) {
-    return !(!strcmp(path, "avx512") && (type == LLMOPS_DTYPE_Q8_0 || type == LLMOPS_DTYPE_Q4_0));
+    return !strcmp(path, "scalar") || !(type == LLMOPS_DTYPE_Q8_0 || type == LLMOPS_DTYPE_Q4_0);
 }
 
 TEST(kernels_vec_dot_within_tolerance) {
