@@ -33,23 +33,20 @@ AVX512 static inline __m512 load_bf16(const void *p, __mmask16 k) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
-#define DEFINE_DOT512(name, T, load)                                                               \
-    AVX512 static float name(const T *w, const float *x, size_t n) {                              \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                               \
-        const __mmask16 all = 0xFFFF;                                                             \
-        size_t i = 0;                                                                             \
-        for (; i + 64 <= n; i += 64) {                                                            \
-            a0 = _mm512_fmadd_ps(load(w + i, all), _mm512_loadu_ps(x + i), a0);                    \
-            a1 = _mm512_fmadd_ps(load(w + i + 16, all), _mm512_loadu_ps(x + i + 16), a1);         \
-            a2 = _mm512_fmadd_ps(load(w + i + 32, all), _mm512_loadu_ps(x + i + 32), a2);         \
-            a3 = _mm512_fmadd_ps(load(w + i + 48, all), _mm512_loadu_ps(x + i + 48), a3);         \
-        }                                                                                         \
-        for (; i < n; i += 16) {                                                                  \
-            size_t left = n - i;                                                                  \
-            __mmask16 k = left >= 16 ? all : (__mmask16)((1u << left) - 1);                       \
-            a0 = _mm512_fmadd_ps(load(w + i, k), _mm512_maskz_loadu_ps(k, x + i), a0);             \
-        }                                                                                         \
-        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+/*
+ * One 16-lane accumulator, 16 elements per step and a masked tail: decode
+ * (one token) is memory bound, and one accumulator per (row, token) lets the
+ * tiles below hold 4 rows × 6 tokens in registers.
+ */
+#define DEFINE_DOT512(name, T, load)                                                   \
+    AVX512 static float name(const T *w, const float *x, size_t n) {                  \
+        __m512 a0 = _mm512_setzero_ps();                                              \
+        for (size_t i = 0; i < n; i += 16) {                                          \
+            size_t left = n - i;                                                      \
+            __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); \
+            a0 = _mm512_fmadd_ps(load(w + i, k), _mm512_maskz_loadu_ps(k, x + i), a0); \
+        }                                                                             \
+        return _mm512_reduce_add_ps(a0);                                              \
     }
 
 DEFINE_DOT512(dot_f32_avx512, float, load_f32)
@@ -227,8 +224,8 @@ AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols
  * exactly the accumulators the dot above keeps, lane for lane, and updates
  * them with the same operations in the same order, so every result is bit
  * for bit the dot's:
- *  - F32/F16/BF16: the four 16-lane accumulators a0..a3 (64 lanes), and the
- *    masked tail into a0;
+ *  - F32/F16/BF16: the dot's one 16-lane accumulator, 16 elements per step,
+ *    the tail masked;
  *  - Q8_0/Q4_0: see their own section below (16 rows per register);
  *  - Q4_K: the super-block's integers sumi and summ, then the same float
  *    expression.
@@ -241,8 +238,8 @@ enum { TILE_RMAX = 4, TILE_TMAX = 8 };
 
 /*
  * R rows × T tokens of F32/F16/BF16 weights (kind 0/1/2) against F32
- * activations: per pair the dot's a0..a3 over 64-element steps, then its
- * masked 16-element tail into a0.
+ * activations: per pair the dot's one accumulator over 16-element steps, the
+ * last one masked.
  */
 TILE_FN __m512 load_w(const uint8_t *p, __mmask16 k, int kind) {
     return kind == 0 ? load_f32(p, k) : kind == 1 ? load_f16(p, k) : load_bf16(p, k);
@@ -251,32 +248,14 @@ TILE_FN __m512 load_w(const uint8_t *p, __mmask16 k, int kind) {
 TILE_FN void f_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, size_t n, float *Y, size_t ldy,
                     const int R, const int T, const int kind) {
     const size_t es = kind == 0 ? 4 : 2;
-    const __mmask16 all = 0xFFFF;
-    __m512 acc[TILE_RMAX][TILE_TMAX][4];
+    __m512 acc[TILE_RMAX][TILE_TMAX];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++)
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++) acc[r][t][q] = _mm512_setzero_ps();
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) {
-            __m512 w[TILE_RMAX];
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) w[r] = load_w(W + (size_t)r * rb + (i + 16 * (size_t)q) * es, all, kind);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) {
-                __m512 x = _mm512_loadu_ps((const float *)(A + (size_t)t * as) + i + 16 * q);
-#pragma GCC unroll 8
-                for (int r = 0; r < R; r++) acc[r][t][q] = _mm512_fmadd_ps(w[r], x, acc[r][t][q]);
-            }
-        }
-    }
-    for (; i < n; i += 16) {
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
         size_t left = n - i;
-        __mmask16 k = left >= 16 ? all : (__mmask16)((1u << left) - 1);
+        __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
         __m512 w[TILE_RMAX];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) w[r] = load_w(W + (size_t)r * rb + i * es, k, kind);
@@ -284,15 +263,13 @@ TILE_FN void f_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, si
         for (int t = 0; t < T; t++) {
             __m512 x = _mm512_maskz_loadu_ps(k, (const float *)(A + (size_t)t * as) + i);
 #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) acc[r][t][0] = _mm512_fmadd_ps(w[r], x, acc[r][t][0]);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++)
-            Y[(size_t)t * ldy + (size_t)r] = _mm512_reduce_add_ps(
-                _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]), _mm512_add_ps(acc[r][t][2], acc[r][t][3])));
+        for (int t = 0; t < T; t++) Y[(size_t)t * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
 /*
@@ -422,9 +399,9 @@ TILE_FN void q4k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
 #define F16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
 #define BF16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 2)
 
-DEFINE_MM(mm_f32_avx512, F32_TILE, 2, 3)
-DEFINE_MM(mm_f16_avx512, F16_TILE, 2, 3)
-DEFINE_MM(mm_bf16_avx512, BF16_TILE, 2, 3)
+DEFINE_MM(mm_f32_avx512, F32_TILE, 4, 6)
+DEFINE_MM(mm_f16_avx512, F16_TILE, 4, 6)
+DEFINE_MM(mm_bf16_avx512, BF16_TILE, 4, 6)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
 
 /* ---- Q8_0 / Q4_0 products --------------------------------------------------------------
