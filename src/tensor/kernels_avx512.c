@@ -593,21 +593,57 @@ AVX512 static void q8s_pack16(const uint8_t *W, size_t rb, size_t nr, size_t nb,
     const __m512i gidx = _mm512_loadu_si512((const void *)off);
     const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F), flip = _mm512_set1_epi32((int)0x80808080u);
     for (size_t b = 0; b < nb; b++, P += Q8_PACK_BLOCK) {
-        const uint8_t *wb = W + b * bs;
+        const uint8_t *wb = W + b * bs + 2;
         if (!q4) {
+            /* z[i] = rows i and i + 8 (8 dwords each); an 8 × 8 dword transposition in each half */
+            __m512i z[8], t[8], u[8];
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; g++)
-                _mm512_store_si512((void *)(P + 64 * g),
-                                   _mm512_xor_si512(_mm512_i32gather_epi32(gidx, (const void *)(wb + 2 + 4 * g), 1), flip));
-        } else {
+            for (int i = 0; i < 8; i++)
+                z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb + off[i]))),
+                                          _mm256_loadu_si256((const __m256i *)(wb + off[i + 8])), 1);
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                __m512i v = _mm512_i32gather_epi32(gidx, (const void *)(wb + 2 + 4 * g), 1);
-                _mm512_store_si512((void *)(P + 64 * g), _mm512_and_si512(v, m4));
-                _mm512_store_si512((void *)(P + 64 * (g + 4)), _mm512_and_si512(_mm512_srli_epi32(v, 4), m4));
+            for (int i = 0; i < 4; i++) {
+                t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+            }
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) { /* rows 4h..4h+3 of each half */
+                u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+                u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+            }
+            /* u[j] chunk 2h + c: dword 4c + j of rows 8h..8h+3; u[4 + j]: of rows 8h+4..8h+7 */
+#pragma GCC unroll 2
+            for (int c = 0; c < 2; c++)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const __m512i idx = _mm512_setr_epi64(2 * c, 2 * c + 1, 8 + 2 * c, 9 + 2 * c, 4 + 2 * c, 5 + 2 * c,
+                                                          12 + 2 * c, 13 + 2 * c);
+                    __m512i g = _mm512_permutex2var_epi64(u[j], idx, u[4 + j]);
+                    _mm512_store_si512((void *)(P + 64 * (4 * c + j)), _mm512_xor_si512(g, flip));
+                }
+        } else {
+            /* z[i] = rows i, i + 4, i + 8, i + 12 (4 packed dwords each); a 4 × 4 transposition per chunk */
+            __m512i z[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(wb + off[i])));
+                v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(wb + off[i + 4])), 1);
+                v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(wb + off[i + 8])), 2);
+                z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(wb + off[i + 12])), 3);
+            }
+            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+            __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                            _mm512_unpackhi_epi64(t1, t3)};
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) { /* u[g]: packed dword g of the 16 rows, row i in lane i */
+                _mm512_store_si512((void *)(P + 64 * g), _mm512_and_si512(u[g], m4));
+                _mm512_store_si512((void *)(P + 64 * (g + 4)), _mm512_and_si512(_mm512_srli_epi32(u[g], 4), m4));
             }
         }
-        __m512i dwi = _mm512_i32gather_epi32(gidx, (const void *)wb, 1);
+        __m512i dwi = _mm512_i32gather_epi32(gidx, (const void *)(wb - 2), 1);
         _mm512_store_ps((void *)(P + 512), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dwi)));
     }
 }
