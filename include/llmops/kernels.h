@@ -117,6 +117,23 @@ llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, c
                             float *Y, llmops_threadpool *pool, llmops_error *err);
 
 /*
+ * Several products of one X (prefill's q, k and v; gate and up): part p
+ * computes Y_p (n × rows_p) = X · W_pᵀ as llmops_matmul does, bit for bit,
+ * with the activations prepared once when the parts take the same format
+ * and all the parts' rows split across the threads in one parallel region.
+ * Fails as llmops_matmul does (nothing is written on INVALID_ARG or
+ * UNSUPPORTED).
+ */
+typedef struct llmops_matmul_part {
+    int type;
+    const void *W; /* rows × cols of type */
+    size_t rows;
+    float *Y;      /* (n, rows) */
+} llmops_matmul_part;
+llmops_status llmops_matmul_multi(const llmops_matmul_part *parts, size_t n_parts, size_t cols, const float *X,
+                                  size_t n, llmops_threadpool *pool, llmops_error *err);
+
+/*
  * Matrix × vector with the activations prepared once for several weights
  * (decode, where one normalized vector meets q, k and v, or gate and up):
  * llmops_act_format(type) names how `type` takes its activations (-1: no

@@ -31,6 +31,29 @@ static void linear(llmops_context *ctx, const mview *w, const mview *b, const fl
     }
 }
 
+/* Y_p (n × rows_p) = X (n × cols) · W_pᵀ (+ bias_p) for 2 or 3 weights sharing X, in one parallel region
+ * with X prepared once (the same values as one linear() each). */
+static void linear_multi(llmops_context *ctx, const mview *const *w, const mview *const *b, float *const *Y, size_t np,
+                         const float *X, size_t n) {
+    llmops_matmul_part parts[3];
+    uint64_t work = 0;
+    for (size_t p = 0; p < np; p++) {
+        parts[p] = (llmops_matmul_part){w[p]->type, w[p]->data, (size_t)w[p]->rows, Y[p]};
+        work += (uint64_t)w[p]->rows * (uint64_t)w[p]->cols * n;
+    }
+    llmops_matmul_multi(parts, np, (size_t)w[0]->cols, X, n, work < (1u << 16) ? NULL : ctx->pool, NULL);
+    for (size_t p = 0; p < np; p++) {
+        if (!b[p] || !b[p]->data) continue;
+        const float *bias = b[p]->data;
+        if (b[p]->type != LLMOPS_DTYPE_F32) {
+            mm_dequant_row(b[p]->type, b[p]->data, ctx->wtmp, (size_t)b[p]->cols);
+            bias = ctx->wtmp;
+        }
+        for (size_t t = 0; t < n; t++)
+            for (int64_t r = 0; r < w[p]->rows; r++) Y[p][t * (size_t)w[p]->rows + (size_t)r] += bias[r];
+    }
+}
+
 /* A 1-D weight as floats (norm weights and biases are F32; others are converted once per use). */
 static void add_bias(llmops_context *ctx, const mview *b, float *y, int64_t rows) {
     if (!b->data) return;
@@ -650,9 +673,9 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         } else if (n == 1) {
             linear2(ctx, &L->wq, &L->bq, q, &L->wk, &L->bk, ctx->kk, &L->wv, &L->bv, ctx->vv, ctx->h);
         } else {
-            linear(ctx, &L->wq, &L->bq, ctx->h, n, q);
-            linear(ctx, &L->wk, &L->bk, ctx->h, n, ctx->kk);
-            linear(ctx, &L->wv, &L->bv, ctx->h, n, ctx->vv);
+            const mview *w3[3] = {&L->wq, &L->wk, &L->wv}, *b3[3] = {&L->bq, &L->bk, &L->bv};
+            float *y3[3] = {q, ctx->kk, ctx->vv};
+            linear_multi(ctx, w3, b3, y3, 3, ctx->h, n);
         }
         if (ctx->n_lora && !L->wqkv.data) {
             lora_apply(ctx, l, LW_Q, ctx->h, n, q);
@@ -692,10 +715,15 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, ctx->h, n, tw, tb);
         }
         /* MLP */
-        if (a->gated_ffn && n == 1)
+        if (a->gated_ffn && n == 1) {
             linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
-        else linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
-        if (a->gated_ffn && n > 1) linear(ctx, &L->w_gate, &L->b_gate, ctx->h, n, ctx->ff2);
+        } else if (a->gated_ffn) {
+            const mview *w2[2] = {&L->w_up, &L->w_gate}, *b2[2] = {&L->b_up, &L->b_gate};
+            float *y2[2] = {ctx->ff1, ctx->ff2};
+            linear_multi(ctx, w2, b2, y2, 2, ctx->h, n);
+        } else {
+            linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
+        }
         if (ctx->n_lora) {
             lora_apply(ctx, l, LW_UP, ctx->h, n, ctx->ff1);
             if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, n, ctx->ff2);

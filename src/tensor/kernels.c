@@ -603,6 +603,74 @@ llmops_status llmops_matmul(int type, const void *W, size_t rows, size_t cols, c
     return st;
 }
 
+/* Several jobs on one prepared X: the row groups of all of them, numbered one after another. */
+enum { MM_MULTI_MAX = 4 };
+
+typedef struct mm_multi {
+    mm_job jobs[MM_MULTI_MAX];
+    size_t first[MM_MULTI_MAX + 1]; /* row groups before job p */
+    size_t n_jobs;
+} mm_multi;
+
+static void mm_multi_rows(void *ctx, size_t begin, size_t end, int ith) {
+    mm_multi *M = ctx;
+    for (size_t p = 0; p < M->n_jobs && begin < end; p++) {
+        size_t lo = M->first[p], hi = M->first[p + 1];
+        if (end <= lo || begin >= hi) continue;
+        mm_rows(&M->jobs[p], (begin > lo ? begin : lo) - lo, (end < hi ? end : hi) - lo, ith);
+    }
+}
+
+llmops_status llmops_matmul_multi(const llmops_matmul_part *parts, size_t n_parts, size_t cols, const float *X,
+                                  size_t n, llmops_threadpool *pool, llmops_error *err) {
+    mm_multi M;
+    int same = n_parts >= 1 && n_parts <= MM_MULTI_MAX && n > 0 && cols > 0 && X;
+    for (size_t p = 0; same && p < n_parts; p++) {
+        wtype wt;
+        const llmops_dtype_info *ti = llmops_dtype_get(parts[p].type);
+        uint64_t rb, tmp;
+        same = ti && weight_type(parts[p].type, &wt) && cols % ti->block_size == 0 && parts[p].rows && parts[p].W &&
+               parts[p].Y && !llmops_dtype_nbytes(parts[p].type, cols, cols, &rb, NULL) &&
+               llmops_mul_ok(rb, parts[p].rows, &tmp) && llmops_mul_ok(parts[p].rows, n, &tmp) &&
+               llmops_mul_ok(tmp, sizeof(float), &tmp) && llmops_mul_ok(cols, n, &tmp) &&
+               llmops_mul_ok(tmp, sizeof(float), &tmp) && tmp <= SIZE_MAX;
+        if (same) {
+            job_setup(&M.jobs[p], parts[p].type, parts[p].W, (size_t)rb, parts[p].rows, cols, X, n, parts[p].Y);
+            same = M.jobs[p].act_fmt == M.jobs[0].act_fmt && M.jobs[p].act_stride == M.jobs[0].act_stride &&
+                   M.jobs[p].k == M.jobs[0].k;
+        }
+    }
+    if (!same) { /* different activation formats, or arguments llmops_matmul will judge: one call each */
+        for (size_t p = 0; p < n_parts; p++) {
+            llmops_status st = llmops_matmul(parts[p].type, parts[p].W, parts[p].rows, cols, X, n, parts[p].Y, pool, err);
+            if (st) return st;
+        }
+        return LLMOPS_OK;
+    }
+    M.n_jobs = n_parts;
+    M.first[0] = 0;
+    for (size_t p = 0; p < n_parts; p++) M.first[p + 1] = M.first[p] + (parts[p].rows + MM_ROW_GROUP - 1) / MM_ROW_GROUP;
+    mm_job *j0 = &M.jobs[0];
+    _Alignas(64) uint8_t stack_buf[ACT_STACK];
+    uint8_t *heap = NULL, *act = NULL;
+    llmops_status st = LLMOPS_OK;
+    if (j0->act_fmt != ACT_F32) {
+        size_t bytes = j0->act_stride * n;
+        if (bytes <= sizeof stack_buf) act = stack_buf;
+        else if (!(act = act_cache_get(SLOT_ACT, bytes))) {
+            if (!(act = heap = llmops_malloc(bytes)))
+                return llmops_error_set(err, LLMOPS_ERR_NOMEM, "kernels: no memory for %zu quantized activations",
+                                        n * cols);
+        }
+        j0->act = act;
+        st = run_shares(n >= 4 ? pool : NULL, n, mm_quantize, j0, err);
+        for (size_t p = 1; p < n_parts; p++) M.jobs[p].act = act;
+    }
+    if (!st) st = run_shares(pool, M.first[n_parts], mm_multi_rows, &M, err);
+    llmops_free(heap);
+    return st;
+}
+
 llmops_status llmops_matvec(int type, const void *W, size_t rows, size_t cols, const float *x, float *y,
                             llmops_threadpool *pool, llmops_error *err) {
     return llmops_matmul(type, W, rows, cols, x, 1, y, pool, err);

@@ -832,6 +832,55 @@ TEST(kernels_vec_exp_simd_match_scalar) {
     if (!ran) SKIP("no SIMD path on this machine");
 }
 
+/* llmops_matmul_multi (one X prepared once for several weights) equals one llmops_matmul per weight, bit
+ * for bit, on every path: weights sharing an activation format and weights that do not, odd row counts. */
+TEST(kernels_matmul_multi_equals_separate) {
+    static const char *paths[] = {"scalar", "avx2", "avx512"};
+    static const int sets[3][3] = {{LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q8_0},
+                                   {LLMOPS_DTYPE_F16, LLMOPS_DTYPE_F32, LLMOPS_DTYPE_BF16},
+                                   {LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_Q4_K}};
+    static const size_t rows[3] = {37, 16, 5};
+    enum { COLS = 512, N = 19 };
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    uint64_t s = 8080;
+    float *X = malloc(N * COLS * sizeof(float));
+    CHECK(X);
+    gen_varied(&s, X, N * COLS);
+    for (int si = 0; si < 3; si++) {
+        uint8_t *W[3];
+        float *Wf[3], *Y1[3], *Y2[3];
+        for (int p = 0; p < 3; p++) {
+            CHECK(make_weights(&s, sets[si][p], rows[p], COLS, &W[p], &Wf[p]));
+            Y1[p] = malloc(N * rows[p] * sizeof(float)), Y2[p] = malloc(N * rows[p] * sizeof(float));
+            CHECK(Y1[p] && Y2[p]);
+        }
+        for (size_t pi = 0; pi < 3; pi++) {
+            if (!llmops_kernels_isa_available(paths[pi])) continue;
+            CHECK_OK(llmops_kernels_set_isa(paths[pi], &err), err);
+            for (int th = 1; th <= 2; th++)
+                for (size_t n = 1; n <= N; n += 9) {
+                    llmops_matmul_part parts[3];
+                    for (int p = 0; p < 3; p++) {
+                        CHECK_OK(llmops_matmul(sets[si][p], W[p], rows[p], COLS, X, n, Y1[p], th == 1 ? NULL : pool2, &err),
+                                 err);
+                        memset(Y2[p], 0xff, n * rows[p] * sizeof(float));
+                        parts[p] = (llmops_matmul_part){sets[si][p], W[p], rows[p], Y2[p]};
+                    }
+                    CHECK_OK(llmops_matmul_multi(parts, 3, COLS, X, n, th == 1 ? NULL : pool2, &err), err);
+                    for (int p = 0; p < 3; p++)
+                        CHECK_MSG(!memcmp(Y1[p], Y2[p], n * rows[p] * sizeof(float)), "%s set %d part %d n=%zu threads=%d",
+                                  paths[pi], si, p, n, th);
+                }
+        }
+        for (int p = 0; p < 3; p++) free(W[p]), free(Wf[p]), free(Y1[p]), free(Y2[p]);
+    }
+    free(X);
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
 /* Each path's Q8S activation quantizer writes the portable one's bytes, specials included. */
 TEST(kernels_quantize_q8s_simd_matches_portable) {
     enum { N = 64 * 32 };
