@@ -154,14 +154,14 @@ int main(int argc, char **argv) {
     }
 
     /* the same matvec and matmul on each path this CPU has */
-    printf("\nper path, Q4_K and Q8_0 4096x4096 (cold matvec GB/s, matmul n=64 GFLOP/s):\n");
+    printf("\nper path, Q4_K, Q8_0 and Q4_0 4096x4096 (cold matvec GB/s, matmul n=64 GFLOP/s):\n");
     static const char *const paths[] = {"scalar", "avx2", "avx512"};
-    static const int ptypes[] = {LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q8_0};
+    static const int ptypes[] = {LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
     for (size_t p = 0; p < 3; p++) {
         if (!llmops_kernels_isa_available(paths[p])) continue;
         llmops_kernels_set_isa(paths[p], NULL);
         printf("  %-11s", llmops_kernels_isa());
-        for (size_t t = 0; t < 2; t++) {
+        for (size_t t = 0; t < sizeof ptypes / sizeof ptypes[0]; t++) {
             int type = ptypes[t];
             size_t bytes = 4096 * row_bytes(type, 4096);
             int n_copies = (int)((256u << 20) / bytes) + 1;
