@@ -226,12 +226,12 @@ typedef struct llmops_kernel_table {
      * t < nt, each exactly (bit for bit) what the dot above returns for that
      * pair. W rows are row_bytes apart; activation t starts at act + t·act_stride
      * in the layout the kernel takes: F32 rows for mm_f32/f16/bf16, Q8S (above)
-     * for mm_q8_0/q4_0, Q8_K blocks for mm_q4_K. mm_q8_0/q4_0 are called once
+     * for mm_q8_0/q4_0, Q8_K blocks for mm_q4_K/q6_K. mm_q8_0/q4_0 are called once
      * per thread with all the tokens (they block rows and tokens themselves);
      * the others with at most 32 tokens at a time. NULL: the driver calls the
      * dot for each pair instead, on standard Q8_0/Q8_K activation blocks.
      */
-    llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K;
+    llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K, mm_q6_K;
     /* llmops_kern_quantize_q8s, byte for byte (NULL: that portable one is used) */
     void (*quantize_q8s)(const float *x, uint8_t *dst, size_t cols);
     /* llmops_vec_softmax's exponentials: s[i] = keep[i] ? exp(s[i] − mx) : 0, returns the sum (mx finite) */

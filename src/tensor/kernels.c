@@ -510,6 +510,7 @@ static void job_setup(mm_job *jp, int type, const void *W, size_t row_bytes, siz
     case LLMOPS_DTYPE_Q8_0: j.fn = k->mm_q8_0; break;
     case LLMOPS_DTYPE_Q4_0: j.fn = k->mm_q4_0; break;
     case LLMOPS_DTYPE_Q4_K: j.fn = k->mm_q4_K; break;
+    case LLMOPS_DTYPE_Q6_K: j.fn = k->mm_q6_K; break;
     default: j.fn = NULL; break;
     }
     if (wt.act == LLMOPS_DTYPE_F32) {

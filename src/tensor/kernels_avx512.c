@@ -227,8 +227,8 @@ AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols
  *  - F32/F16/BF16: the dot's one 16-lane accumulator, 16 elements per step,
  *    the tail masked;
  *  - Q8_0/Q4_0: see their own section below (16 rows per register);
- *  - Q4_K: the super-block's integers sumi and summ, then the same float
- *    expression.
+ *  - Q4_K, Q6_K: the super-block's integers (sumi, and summ or the −32
+ *    offset), then the same float expression.
  * R and T are compile-time constants at every call (always_inline), so the
  * accumulator arrays live in registers.
  */
@@ -352,6 +352,90 @@ TILE_FN void q4k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
 }
 
 /*
+ * R rows × T tokens of Q6_K weights against Q8_K activations. Per
+ * super-block and row the 6-bit quants are rebuilt once, both 128-element
+ * halves side by side in a register (q_j: the dot's q1..q4), and per token
+ * VPMADDUBSW (pairs <= 2·63·127) then VPDPWSSD with the 16-element groups'
+ * scales gives the dot's Σ sc·Σ q·x exactly; −32·Σ sc·bsum and the float
+ * step are the dot's.
+ */
+TILE_FN void q6k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, size_t cols, float *Y, size_t ldy,
+                      const int R, const int T) {
+    const size_t nsb = cols / 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    float sum[TILE_RMAX][TILE_TMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sum[r][t] = 0;
+    for (size_t sb = 0; sb < nsb; sb++) {
+        __m512i acc[TILE_RMAX][TILE_TMAX], sc16[TILE_RMAX];
+        __m256i sc8[TILE_RMAX];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const uint8_t *a = W + (size_t)r * rb + sb * 210;
+            sc8[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 192)));
+            sc16[r] = _mm512_castsi256_si512(sc8[r]);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i q[TILE_RMAX], s16[TILE_RMAX];
+            const __m512i idx = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(2 * j))),
+                                                               _mm_set1_epi16((short)(2 * j + 1)), 1)),
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(8 + 2 * j))),
+                                        _mm_set1_epi16((short)(9 + 2 * j)), 1),
+                1);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const uint8_t *a = W + (size_t)r * rb + sb * 210;
+                const int lj = j & 1; /* q1, q3 from ql[0..32); q2, q4 from ql[32..64) of each half */
+                __m512i l = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 32 * lj))),
+                                               _mm256_loadu_si256((const __m256i *)(a + 64 + 32 * lj)), 1);
+                __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 128))),
+                                                _mm256_loadu_si256((const __m256i *)(a + 160)), 1);
+                __m512i lo = j < 2 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
+                __m512i hi;
+                if (j == 0) hi = _mm512_slli_epi16(_mm512_and_si512(hb, _mm512_set1_epi8(0x03)), 4);
+                else if (j == 1) hi = _mm512_slli_epi16(_mm512_and_si512(hb, _mm512_set1_epi8(0x0C)), 2);
+                else if (j == 2) hi = _mm512_and_si512(hb, _mm512_set1_epi8(0x30));
+                else hi = _mm512_srli_epi16(_mm512_and_si512(hb, _mm512_set1_epi8((char)0xC0)), 2);
+                q[r] = _mm512_or_si512(lo, hi);
+                s16[r] = _mm512_permutexvar_epi16(idx, sc16[r]);
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const uint8_t *x = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES + 4 + 32 * j;
+                __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x)),
+                                                _mm256_loadu_si256((const __m256i *)(x + 128)), 1);
+#pragma GCC unroll 8
+                for (int r = 0; r < R; r++)
+                    acc[r][t] = _mm512_dpwssd_epi32(acc[r][t], _mm512_maddubs_epi16(q[r], xv), s16[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xb = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES;
+            float dx;
+            memcpy(&dx, xb, 4);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(xb + 260));
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                int off = hsum256_epi32(_mm256_madd_epi16(sc8[r], bs));
+                int sumi = _mm512_reduce_add_epi32(acc[r][t]) - 32 * off;
+                sum[r][t] += f16_at(W + (size_t)r * rb + sb * 210 + 208) * dx * (float)sumi;
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) Y[(size_t)t * ldy + (size_t)r] = sum[r][t];
+}
+
+/*
  * The drivers: full R × T tiles, then the leftover tokens and rows in
  * smaller tiles. CALL_T picks the instantiation for 1..8 tokens.
  */
@@ -403,6 +487,7 @@ DEFINE_MM(mm_f32_avx512, F32_TILE, 4, 6)
 DEFINE_MM(mm_f16_avx512, F16_TILE, 4, 6)
 DEFINE_MM(mm_bf16_avx512, BF16_TILE, 4, 6)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
+DEFINE_MM(mm_q6_K_avx512, q6k_tile, 2, 4)
 
 /* ---- Q8_0 / Q4_0 products --------------------------------------------------------------
  *
@@ -810,6 +895,7 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q8_0 = mm_q8_0_avx512,
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
+    .mm_q6_K = mm_q6_K_avx512,
     .quantize_q8s = quantize_q8s_avx512,
     .exp_sum = exp_sum_avx512,
     .silu_mul = silu_mul_avx512,
