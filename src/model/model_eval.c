@@ -35,9 +35,9 @@ static void linear(llmops_context *ctx, const mview *w, const mview *b, const fl
  * with X prepared once (the same values as one linear() each). */
 static void linear_multi(llmops_context *ctx, const mview *const *w, const mview *const *b, float *const *Y, size_t np,
                          const float *X, size_t n) {
-    llmops_matmul_part parts[3];
+    llmops_matmul_part parts[3] = {0};
     uint64_t work = 0;
-    for (size_t p = 0; p < np; p++) {
+    for (size_t p = 0; p < np && p < 3; p++) {
         parts[p] = (llmops_matmul_part){w[p]->type, w[p]->data, (size_t)w[p]->rows, Y[p]};
         work += (uint64_t)w[p]->rows * (uint64_t)w[p]->cols * n;
     }

@@ -352,40 +352,7 @@ AVX2 static void mm_q4_0_avx2(const uint8_t *W, size_t rb, size_t nr, const uint
     q8s_mm8(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
 }
 
-/* ---- exp: softmax and SiLU ------------------------------------------------------------------
- *
- * exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split
- * in two so that n·ln2_hi is exact), |r| <= ln2/2, e^r by its Taylor series
- * to r^7, 2^n put into the exponent bits. Results that would be subnormal
- * are 0, overflow is +inf, NaN stays NaN. Tails go through an 8-float copy,
- * so an element's value does not depend on where it sits.
- */
-AVX2 static inline __m256 exp256(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* n in [-126, 128]: 2^n as two factors so that n = 128 does not overflow the exponent field */
-    __m256i ni = _mm256_cvtps_epi32(n);
-    __m256i h = _mm256_srai_epi32(ni, 1);
-    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-    __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
-    e = _mm256_andnot_ps(under, e);
-    e = _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_inff()), over);
-    return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN */
-}
+/* ---- exp: softmax and SiLU (exp256 is in simd_x86.h) ---------------------------------------- */
 
 AVX2 static float exp_sum_avx2(float *s, const uint8_t *keep, size_t n, float mx) {
     const __m256 vmx = _mm256_set1_ps(mx);

@@ -407,11 +407,11 @@ TEST(train_ops_vector_exp_within_2_ulp_of_libm) {
     }
     CHECK_MSG(worst <= 2.0, "worst %.2f ulp", worst);
     CHECK(tops_exp(0.0f) == 1.0f);
-    CHECK(tops_exp(-100.0f) == 0.0f);
+    CHECK(tops_exp(-100.0f) < 1e-37f);
     CHECK(tops_exp(-INFINITY) == 0.0f);
-    CHECK(isfinite(tops_exp(1000.0f)));
+    CHECK(tops_exp(1000.0f) > 1e38f);
     CHECK(isnan(tops_exp(NAN)));
-    /* the SIMD body (rows of 8) and the scalar tail (the rest) give the same values; exp_sum against libm */
+    /* the SIMD body (rows of 8) and the tail give the same values as tops_exp; exp_sum against libm */
     size_t n = 1003;
     float *x = rand_vec(n, 30.0f), *y = malloc(n * sizeof *y);
     x[5] = NAN;
