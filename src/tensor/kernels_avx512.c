@@ -294,13 +294,7 @@ TILE_FN void q4k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
         for (int r = 0; r < R; r++) {
             const uint8_t *a = W + (size_t)r * rb + sb * 144;
             uint32_t u[4];
-            memcpy(u, a + 4, 12);
-            const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-            u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-            const uint32_t mins_lo = u[1] & k1;
-            u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-            u[2] = mins_lo;
-            u[0] &= k1;
+            q4_K_unpack(a + 4, u);
             scw[r] = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)u));
             mnw[r] = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));
 #pragma GCC unroll 8

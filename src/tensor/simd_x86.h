@@ -53,8 +53,9 @@ SIMD_FN __m256i unpack_nibbles(const uint8_t *p) {
  * masks: sc[0..7] receives the scales; returns Σ_j m_j·(bsums[2j] + bsums[2j+1]),
  * the Q8_K sums of each 32-element sub-block weighted by its min.
  */
-SIMD_FN int q4_K_scales(const uint8_t *packed, const int16_t *bsums, uint8_t *sc) {
-    uint32_t u[4];
+/* The 12 packed bytes of Q4_K's 6-bit scales and mins as 16 bytes: u[0..1] the eight scales,
+ * u[2..3] the eight mins. */
+SIMD_FN void q4_K_unpack(const uint8_t *packed, uint32_t u[4]) {
     memcpy(u, packed, 12);
     const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
     u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
@@ -62,6 +63,11 @@ SIMD_FN int q4_K_scales(const uint8_t *packed, const int16_t *bsums, uint8_t *sc
     u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
     u[2] = mins_lo;
     u[0] &= k1;
+}
+
+SIMD_FN int q4_K_scales(const uint8_t *packed, const int16_t *bsums, uint8_t *sc) {
+    uint32_t u[4];
+    q4_K_unpack(packed, u);
     memcpy(sc, u, 8);
     __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));
     __m128i b0 = _mm_loadu_si128((const __m128i *)bsums), b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));

@@ -239,31 +239,35 @@ static void over_segs(llmops_trainer *t, llmops_threadpool_range_fn fn, grad_job
     if (!pool || llmops_threadpool_parallel_for(pool, n_segs, 4, fn, J)) fn(J, 0, n_segs, 0);
 }
 
-/* The global norm with its segments; *segs_out (if given) receives the segment list to reuse. */
-static double grad_norm_segs(llmops_trainer *t, oseg **segs_out, size_t *n_out) {
-    size_t ns = make_segs(t, NULL);
-    oseg *segs = llmops_malloc((ns ? ns : 1) * sizeof *segs);
-    double *sums = llmops_malloc((ns ? ns : 1) * sizeof *sums);
+/* The global norm: per-segment sums in parallel, added in segment order (segs NULL, or no memory
+ * for the sums: one pass on this thread). */
+static double norm_over(llmops_trainer *t, const oseg *segs, size_t ns) {
+    double *sums = segs ? llmops_malloc((ns ? ns : 1) * sizeof *sums) : NULL;
     double sum = 0;
-    if (!segs || !sums) { /* no memory for the segment list: one pass on this thread */
-        llmops_free(segs);
-        llmops_free(sums);
+    if (!sums) {
         for (size_t i = 0; i < llmops_trainer_n_tensors(t); i++) {
             const llmops_train_tensor *x = llmops_trainer_tensor(t, i);
             size_t ne = (size_t)(x->rows * x->cols);
             for (size_t k = 0; k < ne; k++) sum += (double)x->g[k] * x->g[k];
         }
-        if (segs_out) *segs_out = NULL, *n_out = 0;
         return sqrt(sum);
     }
-    make_segs(t, segs);
     grad_job J = {t, segs, sums, 1.0f};
     over_segs(t, norm_segs, &J, ns);
     for (size_t s = 0; s < ns; s++) sum += sums[s];
     llmops_free(sums);
-    if (segs_out) *segs_out = segs, *n_out = ns;
-    else llmops_free(segs);
     return sqrt(sum);
+}
+
+/* The global norm with a segment list made here; *segs_out (if given) receives it to reuse. */
+static double grad_norm_segs(llmops_trainer *t, oseg **segs_out, size_t *n_out) {
+    size_t ns = make_segs(t, NULL);
+    oseg *segs = llmops_malloc((ns ? ns : 1) * sizeof *segs);
+    if (segs) make_segs(t, segs);
+    double norm = norm_over(t, segs, ns);
+    if (segs_out) *segs_out = segs, *n_out = segs ? ns : 0;
+    else llmops_free(segs);
+    return norm;
 }
 
 double llmops_grad_norm(llmops_trainer *t) { return grad_norm_segs(t, NULL, NULL); }
@@ -276,7 +280,7 @@ static int clip_factor(double norm, double max_norm, float *c) {
 }
 
 double llmops_adamw_clip_step(llmops_adamw *o, float lr, double max_norm) {
-    double norm = grad_norm_segs(o->t, NULL, NULL);
+    double norm = norm_over(o->t, o->segs, o->n_segs); /* the optimizer's own segment list */
     float c = 1.0f;
     int scaled = clip_factor(norm, max_norm, &c);
     adamw_run(o, lr, c, scaled);
