@@ -1,5 +1,7 @@
 #include "base/json.h"
 
+#include <math.h>
+
 #include <pthread.h>
 #include <string.h>
 
@@ -154,3 +156,5 @@ llmops_status llmops_json_opt_str(const json_t *obj, const char *key, const char
     *out = json_string_value(v);
     return LLMOPS_OK;
 }
+
+json_t *llmops_json_num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }

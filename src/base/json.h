@@ -44,6 +44,10 @@ llmops_status llmops_json_opt_bool(const json_t *obj, const char *key, int *out,
 llmops_status llmops_json_opt_str(const json_t *obj, const char *key, const char **out,
                                   const char *origin, llmops_error *err);
 
+/* A new reference: json_real(x), or JSON null where x is NaN or infinite (a value never measured, such as a
+ * validation loss without a validation split); jansson refuses non-finite reals. */
+json_t *llmops_json_num_or_null(double x);
+
 /* "object", "array", "string", ... for messages. */
 const char *llmops_json_type_name(const json_t *j);
 

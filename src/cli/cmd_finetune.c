@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "cli/cli.h"
 #include "llmops/finetune.h"
 
@@ -73,14 +74,18 @@ int cmd_finetune(int argc, char **argv) {
     llmops_finetune_result r;
     if (llmops_finetune_run(config, &o, &r, &err)) return cli_fail("%s", err.msg);
     if (json) {
-        printf("{\"steps\": %lld, \"train_loss\": %.6f, \"val_loss_first\": %s%.6f%s, \"val_loss_last\": %s%.6f%s, "
-               "\"best_step\": %lld, \"tokens_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"early_stopped\": %s, "
-               "\"out_dir\": \"%s\"}\n",
-               (long long)r.steps, r.train_loss, isnan(r.val_loss_first) ? "\"" : "",
-               isnan(r.val_loss_first) ? 0.0 : r.val_loss_first, isnan(r.val_loss_first) ? "\"" : "",
-               isnan(r.val_loss_last) ? "\"" : "", isnan(r.val_loss_last) ? 0.0 : r.val_loss_last,
-               isnan(r.val_loss_last) ? "\"" : "", (long long)r.best_step, r.tokens_per_s, r.peak_rss_mib,
-               r.early_stopped ? "true" : "false", r.out_dir);
+        /* a loss that was never measured (no validation split) is null, not a number */
+        json_t *j = json_pack("{s:I,s:o,s:o,s:o,s:o,s:I,s:f,s:f,s:b,s:s}", "steps", (json_int_t)r.steps, "train_loss",
+                              llmops_json_num_or_null(r.train_loss), "val_loss_first", llmops_json_num_or_null(r.val_loss_first),
+                              "val_loss_last", llmops_json_num_or_null(r.val_loss_last), "best_val_loss",
+                              llmops_json_num_or_null(r.best_val_loss), "best_step", (json_int_t)r.best_step, "tokens_per_s",
+                              r.tokens_per_s, "peak_rss_mib", r.peak_rss_mib, "early_stopped", r.early_stopped,
+                              "out_dir", r.out_dir);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!s) return cli_fail("out of memory");
+        printf("%s\n", s);
+        free(s);
     } else if (!quiet) {
         if (!isnan(r.val_loss_first))
             fprintf(stderr, "finetune: validation loss %.4f → %.4f (best %.4f at step %lld); %.0f tokens/s; peak %.0f MiB; %s\n",

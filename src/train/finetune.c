@@ -524,8 +524,8 @@ static llmops_status do_eval(ft_run *r, const char *when, llmops_error *err) {
         fprintf(stderr, "eval %-6s step %lld: val loss %.4f ppl %.3f%s\n", when, (long long)r->step, vl, exp(vl),
                 improved ? " (best)" : "");
     }
-    json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:b}", "event", "eval", "step", (json_int_t)r->step, "val_loss", vl,
-                          "val_ppl", exp(vl), "best", improved);
+    json_t *o = json_pack("{s:s,s:I,s:o,s:o,s:b}", "event", "eval", "step", (json_int_t)r->step, "val_loss",
+                          llmops_json_num_or_null(vl), "val_ppl", llmops_json_num_or_null(exp(vl)), "best", improved);
     if (!o) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
     return metrics_line(r, o, err);
 }
@@ -572,9 +572,9 @@ static llmops_status train_step(ft_run *r, llmops_error *err) {
                                 (long long)r->step, r->last_loss);
     if (r->step % tc->log_every == 0 || r->step == r->total_steps) {
         double el = now_s() - r->t_start;
-        json_t *o = json_pack("{s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "event", "train", "step",
-                              (json_int_t)r->step, "epoch", (json_int_t)r->epoch, "loss", r->last_loss, "lr", lr,
-                              "grad_norm", norm, "tokens_per_s", el > 0 ? (double)r->tokens_run / el : 0.0,
+        json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:f,s:o,s:f,s:f,s:f,s:I}", "event", "train", "step",
+                              (json_int_t)r->step, "epoch", (json_int_t)r->epoch, "loss",
+                              llmops_json_num_or_null(r->last_loss), "lr", lr, "grad_norm", llmops_json_num_or_null(norm), "tokens_per_s", el > 0 ? (double)r->tokens_run / el : 0.0,
                               "elapsed_s", el, "peak_rss_mib", peak_rss_mib(), "tokens", (json_int_t)r->tokens_run);
         if (!o) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
         if ((st = metrics_line(r, o, err))) return st;
@@ -768,9 +768,11 @@ static llmops_status run(ft_job *j, const llmops_finetune_options *o, llmops_fin
     res->early_stopped = r->early_stopped;
     snprintf(res->out_dir, sizeof res->out_dir, "%s", r->dir);
     if (r->dist.rank == 0 && !stopped) {
-        json_t *s = json_pack("{s:s,s:I,s:f,s:f,s:f,s:f,s:I,s:f,s:f,s:b,s:I}", "event", "done", "steps",
-                              (json_int_t)r->step, "train_loss", r->last_loss, "val_loss_first", r->val_first,
-                              "val_loss_last", r->val_last, "best_val_loss", r->best_val, "best_step",
+        json_t *s = json_pack("{s:s,s:I,s:o,s:o,s:o,s:o,s:I,s:f,s:f,s:b,s:I}", "event", "done", "steps",
+                              (json_int_t)r->step, "train_loss", llmops_json_num_or_null(r->last_loss),
+                              "val_loss_first", llmops_json_num_or_null(r->val_first), "val_loss_last",
+                              llmops_json_num_or_null(r->val_last), "best_val_loss",
+                              llmops_json_num_or_null(r->best_val), "best_step",
                               (json_int_t)r->best_step, "tokens_per_s", res->tokens_per_s, "peak_rss_mib",
                               res->peak_rss_mib, "early_stopped", r->early_stopped, "trainer_peak_bytes",
                               (json_int_t)llmops_trainer_peak_bytes(r->t));

@@ -69,6 +69,16 @@ import json; r = json.load(open('$W/base.json'))
 assert r['steps'] == 8, r
 assert r['val_loss_last'] < r['val_loss_first'] - 0.3, r
 \""
+sed '/validation:/d' "$W/base.yaml" | sed "s#dir: .*#dir: $W/noval#; s#max_steps: 8#max_steps: 2#" >"$W/noval.yaml"
+check "without a validation split the losses never measured are null in --json and metrics.jsonl" sh -c \
+    "$LLMOPS finetune '$W/noval.yaml' --json --quiet >'$W/noval.json' && $PY -c \"
+import json, math; r = json.load(open('$W/noval.json'))
+assert r['steps'] == 2 and math.isfinite(r['train_loss']), r
+assert r['val_loss_first'] is None and r['val_loss_last'] is None and r['best_val_loss'] is None, r
+m = [json.loads(l) for l in open('$W/noval/metrics.jsonl')]
+assert m[-1]['event'] == 'done' and m[-1]['val_loss_last'] is None, m[-1]
+assert not any(e['event'] == 'eval' for e in m), m
+\""
 check "the run directory holds PEFT and GGUF adapters, checkpoints and metrics" sh -c \
     "test -f '$W/base/adapter/adapter_config.json' && test -f '$W/base/adapter/adapter_model.safetensors' && \
      test -f '$W/base/adapter.gguf' && test -f '$W/base/checkpoints/latest' && \
