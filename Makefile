@@ -28,9 +28,10 @@ endif
 CFLAGS ?=
 CFLAGS += $(CSTD) $(OPT) $(WARN)
 MPI_CPPFLAGS := $(shell pkg-config --cflags-only-I ompi-c 2>/dev/null)
-MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
 CPPFLAGS += $(MPI_CPPFLAGS)
-LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lsqlite3 -lopenblas -lcurl $(MPI_LIBS) -lpthread -lm
+# libcurl (fetch.c), OpenBLAS (train_ops.c) and libmpi (dist.c) are not linked: they are opened on first use
+# (src/base/dynlib.c), so inference never maps them; only their headers are needed to build.
+LDLIBS := -ljansson -lyaml -lsodium -lutf8proc -lsqlite3 -ldl -lpthread -lm
 LDFLAGS += $(LDSAN)
 
 LIB_SRC := $(sort $(wildcard src/base/*.c src/tensor/*.c src/formats/*.c src/tokenizer/*.c src/model/*.c src/vectordb/*.c src/train/*.c))
@@ -80,7 +81,7 @@ BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/%)
 
 $(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libllmops.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libllmops.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libllmops.a $(LDLIBS) -lopenblas
 
 bench: $(BENCH_BINS)
 

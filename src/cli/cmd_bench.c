@@ -19,13 +19,15 @@
 
 void usage_bench(FILE *out) {
     fprintf(out,
-            "usage: llmops bench -m MODEL [-p 512] [-n 128] [--threads N] [--reps 3] [--json]\n\n"
+            "usage: llmops bench -m MODEL [-p 512] [-n 128] [--batch N] [--threads N] [--reps 3] [--json]\n\n"
             "Measures prompt processing (a batch of -p tokens) and generation (-n tokens one at a\n"
             "time) in tokens/s, best of --reps runs, and in the same run the memory bandwidth of a\n"
             "STREAM triad a[i] = b[i] + s*c[i] over arrays far larger than the caches; prints the\n"
             "generation speed as a fraction of the bound bandwidth / (weight bytes per token).\n"
             "Also prints the peak resident memory of the runs (before the triad) beside what it\n"
-            "cannot go below: the model file (memory-mapped) plus the KV cache of the context.\n");
+            "cannot go below: the model file (memory-mapped) plus the KV cache of the context.\n"
+            "--batch N evaluates the prompt in passes of at most N tokens (the context's n_batch;\n"
+            "default -p): fewer activations in memory, each weight read once per pass.\n");
 }
 
 static double now_s(void) {
@@ -69,10 +71,10 @@ int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
                                          {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
                                          {"reps", required_argument, 0, 'r'},  {"json", no_argument, 0, 'j'},
-                                         {0, 0, 0, 0}};
+                                         {"batch", required_argument, 0, 'b'}, {0, 0, 0, 0}};
     const char *model = NULL;
-    int pp = 512, tg = 128, threads = 0, reps = 3, json = 0, c;
-    while ((c = getopt_long(argc, argv, "m:p:n:", opts, NULL)) != -1) {
+    int pp = 512, tg = 128, threads = 0, reps = 3, json = 0, batch = 0, c;
+    while ((c = getopt_long(argc, argv, "m:p:n:b:", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'p': pp = atoi(optarg); break;
@@ -80,10 +82,12 @@ int cmd_bench(int argc, char **argv) {
         case 't': threads = atoi(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 'j': json = 1; break;
+        case 'b': batch = atoi(optarg); break;
         default: return cli_usage_error("bench", "unknown option");
         }
     }
-    if (!model || pp < 1 || tg < 1 || reps < 1) return cli_usage_error("bench", "need -m MODEL; -p, -n, --reps positive");
+    if (!model || pp < 1 || tg < 1 || reps < 1 || batch < 0)
+        return cli_usage_error("bench", "need -m MODEL; -p, -n, --reps positive, --batch not negative");
     llmops_error err = {0};
     llmops_model_params mp;
     llmops_model_params_init(&mp);
@@ -93,7 +97,7 @@ int cmd_bench(int argc, char **argv) {
     llmops_context_params cp;
     llmops_context_params_init(&cp);
     cp.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 8;
-    cp.n_batch = (uint32_t)pp;
+    cp.n_batch = (uint32_t)(batch > 0 && batch < pp ? batch : pp);
     cp.n_threads = threads;
     if (llmops_model_load(model, &mp, &m, &err) || llmops_context_create(m, &cp, &ctx, &err)) {
         llmops_model_free(m);
@@ -144,15 +148,15 @@ int cmd_bench(int argc, char **argv) {
     double bytes = (double)llmops_model_weight_bytes(m), bound = bytes > 0 ? bw / bytes : 0;
     if (!r && json) {
         printf("{\"model\": \"%s\", \"desc\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"pp\": %d, \"pp_tokens_per_s\": %.2f, "
-               "\"tg\": %d, \"tg_tokens_per_s\": %.2f, \"weight_bytes_per_token\": %.0f, \"triad_bytes_per_s\": %.0f, "
+               "\"n_batch\": %u, \"tg\": %d, \"tg_tokens_per_s\": %.2f, \"weight_bytes_per_token\": %.0f, \"triad_bytes_per_s\": %.0f, "
                "\"tg_bound_tokens_per_s\": %.2f, \"tg_fraction_of_bound\": %.3f, \"peak_rss_bytes\": %.0f, "
                "\"mapped_bytes\": %.0f, \"kv_bytes\": %.0f, \"memory_ratio\": %.3f}\n",
-               model, llmops_model_desc(m), n_threads, llmops_kernels_isa(), pp, best_pp, tg, best_tg, bytes, bw, bound,
+               model, llmops_model_desc(m), n_threads, llmops_kernels_isa(), pp, best_pp, cp.n_batch, tg, best_tg, bytes, bw, bound,
                bound > 0 ? best_tg / bound : 0, peak, mapped, kv, peak / (mapped + kv));
     } else if (!r) {
         printf("model      %s (%s)\n", model, llmops_model_desc(m));
         printf("threads    %d, kernels %s\n", n_threads, llmops_kernels_isa());
-        printf("pp%-7d  %9.2f tokens/s\n", pp, best_pp);
+        printf("pp%-7d  %9.2f tokens/s (passes of at most %u tokens)\n", pp, best_pp, cp.n_batch);
         printf("tg%-7d  %9.2f tokens/s\n", tg, best_tg);
         printf("bandwidth  %9.2f GB/s (STREAM triad, same run)\n", bw / 1e9);
         printf("weights    %9.2f MB read per generated token\n", bytes / 1e6);

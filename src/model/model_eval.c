@@ -344,20 +344,32 @@ void llmops_context_params_init(llmops_context_params *p) {
     p->kv_type = LLMOPS_KV_F16;
 }
 
+/*
+ * The batch's activations, n tokens each, in one allocation: the residual x
+ * (d) and h (d), then one region that the attention half and the MLP half of
+ * a layer take in turn, since nothing in it outlives its half:
+ *   MLP:        ff1 (fw = max(ffn, qd + 2 kvd): also the fused QKV product) | ff2 (ffn)
+ *   attention:  [the fused QKV product's slot] q (qd) | kk (kvd) | vv (kvd) | att (max(qd, d))
+ * (the single-token path uses the same buffers, in the same order.)
+ */
 static llmops_status alloc_scratch(llmops_context *ctx, uint32_t n, llmops_error *err) {
     const llmops_arch *a = &ctx->m->arch;
     size_t d = (size_t)a->hidden_size, qd = (size_t)(a->n_heads * a->head_dim), kvd = kv_dim(ctx->m);
-    size_t f = (size_t)a->ffn_size, wide = qd + 2 * kvd > d ? qd + 2 * kvd : d;
-    size_t fw = f > wide ? f : wide;
-    float **bufs[] = {&ctx->x, &ctx->h, &ctx->q, &ctx->kk, &ctx->vv, &ctx->att, &ctx->ff1, &ctx->ff2};
-    size_t sizes[] = {d, wide, qd + 2 * kvd, kvd, kvd, qd > d ? qd : d, fw, fw};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        llmops_free(*bufs[i]);
-        *bufs[i] = llmops_malloc((size_t)n * sizes[i] * sizeof(float));
-        if (!*bufs[i]) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a batch of %u tokens", n);
-    }
+    size_t f = (size_t)a->ffn_size, qkv = qd + 2 * kvd, fw = f > qkv ? f : qkv, attw = qd > d ? qd : d;
+    size_t mlp = fw + f, attn = qkv + qkv + attw, region = mlp > attn ? mlp : attn;
+    size_t per = 2 * d + region;
+    llmops_free(ctx->x);
+    ctx->x = llmops_malloc((size_t)n * per * sizeof(float));
+    if (!ctx->x) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a batch of %u tokens", n);
+    ctx->h = ctx->x + (size_t)n * d;
+    ctx->ff1 = ctx->h + (size_t)n * d;
+    ctx->ff2 = ctx->ff1 + (size_t)n * fw;
+    ctx->q = ctx->ff1 + (size_t)n * qkv;
+    ctx->kk = ctx->q + (size_t)n * qd;
+    ctx->vv = ctx->kk + (size_t)n * kvd;
+    ctx->att = ctx->vv + (size_t)n * kvd;
     llmops_free(ctx->wtmp);
-    size_t wt = 2 * (f > wide ? f : wide);
+    size_t wt = 2 * (fw > d ? fw : d); /* a 1-D weight and a bias, converted */
     ctx->wtmp = llmops_malloc(wt * sizeof(float));
     if (!ctx->wtmp) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
     ctx->scratch_tokens = n;
@@ -373,8 +385,8 @@ void llmops_context_free(llmops_context *ctx) {
     llmops_free(ctx->out);
     llmops_free(ctx->out_index);
     lora_ctx_free(ctx);
-    float *bufs[] = {ctx->x, ctx->h, ctx->q, ctx->kk, ctx->vv, ctx->att, ctx->ff1, ctx->ff2, ctx->scores, ctx->wtmp,
-                     ctx->rope_cs, ctx->fused_norm};
+    float *bufs[] = {ctx->x /* and the activations carved from it */, ctx->scores, ctx->wtmp, ctx->rope_cs,
+                     ctx->fused_norm};
     llmops_free(ctx->fused_ctr);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) llmops_free(bufs[i]);
     llmops_free(ctx);

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base/dynlib.h"
 #include "llmops/fileio.h"
 #include "llmops/hash.h"
 #include "llmops/log.h"
@@ -227,10 +228,49 @@ llmops_status llmops_sigv4_sign(const llmops_sigv4_request *r, llmops_buf *canon
 
 /* ---- libcurl ------------------------------------------------------------------------- */
 
+/*
+ * libcurl is opened on the first fetch (see base/dynlib.h): nothing else needs
+ * it, and linked it maps a TLS stack of several MB into every process. curl.h
+ * still gives the types and constants; the functions come from the library.
+ */
+typedef struct {
+    CURLcode (*global_init)(long);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_perform)(CURL *);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    void (*easy_cleanup)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+} curl_api;
+
+static dynlib g_curl = DYNLIB_INIT;
+static const dynlib_desc g_curl_desc = {"LLMOPS_CURL_LIB",
+                                        {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl-nss.so.4", NULL},
+                                        "libcurl",
+                                        "http://, https:// and s3:// sources",
+                                        "libcurl4",
+                                        0,
+                                        {"curl_global_init", "curl_easy_init", "curl_easy_setopt", "curl_easy_perform",
+                                         "curl_easy_getinfo", "curl_easy_cleanup", "curl_easy_strerror",
+                                         "curl_slist_append", "curl_slist_free_all", NULL}};
+static curl_api CU;
+
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode g_curl_init;
 static void curl_init_once(void) {
-    g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT);
+    void *const *f = g_curl.sym;
+    CU.global_init = (CURLcode(*)(long))f[0];
+    CU.easy_init = (CURL * (*)(void)) f[1];
+    CU.easy_setopt = (CURLcode(*)(CURL *, CURLoption, ...))f[2];
+    CU.easy_perform = (CURLcode(*)(CURL *))f[3];
+    CU.easy_getinfo = (CURLcode(*)(CURL *, CURLINFO, ...))f[4];
+    CU.easy_cleanup = (void (*)(CURL *))f[5];
+    CU.easy_strerror = (const char *(*)(CURLcode))f[6];
+    CU.slist_append = (struct curl_slist * (*)(struct curl_slist *, const char *)) f[7];
+    CU.slist_free_all = (void (*)(struct curl_slist *))f[8];
+    g_curl_init = CU.global_init(CURL_GLOBAL_DEFAULT);
     if (sodium_init() < 0) g_curl_init = CURLE_FAILED_INIT;
 }
 
@@ -274,31 +314,31 @@ static void s3_error_code(const llmops_buf *b, char *code, size_t cap) {
 /* One GET with extra headers; the body goes to `body` (capped by its max). */
 static llmops_status http_get(const char *url, const char *shown, struct curl_slist *hdrs, long timeout_s,
                               int follow, llmops_buf *body, llmops_error *err) {
-    CURL *c = curl_easy_init();
+    CURL *c = CU.easy_init();
     if (!c) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: curl_easy_init failed", shown);
     char cerr[CURL_ERROR_SIZE] = "";
     sink s = {body, LLMOPS_OK};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    CU.easy_setopt(c, CURLOPT_URL, url);
+    CU.easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    CU.easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+    CU.easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    CU.easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     /* signed S3 requests are not replayed to wherever a redirect points */
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-    if (timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "llmops");
-    CURLcode rc = curl_easy_perform(c);
+    CU.easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    CU.easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    CU.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CU.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    if (timeout_s > 0) CU.easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+    CU.easy_setopt(c, CURLOPT_USERAGENT, "llmops");
+    CURLcode rc = CU.easy_perform(c);
     long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
+    CU.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    CU.easy_cleanup(c);
     if (s.st == LLMOPS_ERR_LIMIT)
         return llmops_error_set(err, LLMOPS_ERR_LIMIT, "%s: larger than the cap of %zu bytes", shown, body->max);
     if (s.st) return llmops_error_set(err, s.st, "%s: out of memory after %zu bytes", shown, body->len);
     if (rc != CURLE_OK)
-        return llmops_error_set(err, LLMOPS_ERR_IO, "%s: %s", shown, cerr[0] ? cerr : curl_easy_strerror(rc));
+        return llmops_error_set(err, LLMOPS_ERR_IO, "%s: %s", shown, cerr[0] ? cerr : CU.easy_strerror(rc));
     if (code >= 400) {
         char s3code[128];
         s3_error_code(body, s3code, sizeof s3code);
@@ -391,7 +431,7 @@ static llmops_status s3_get(const char *url, const llmops_fetch_params *p, llmop
                                   {"x-amz-security-token", tok}};
         for (int i = 0; i < (tok ? 5 : 4); i++) {
             snprintf(line, sizeof line, "%s: %s", vals[i][0], vals[i][1]);
-            struct curl_slist *n = curl_slist_append(hl, line);
+            struct curl_slist *n = CU.slist_append(hl, line);
             if (!n) {
                 st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
                 break;
@@ -400,7 +440,7 @@ static llmops_status s3_get(const char *url, const llmops_fetch_params *p, llmop
         }
     }
     if (!st) st = http_get(full.data, url, hl, p->timeout_s, 0, body, err);
-    curl_slist_free_all(hl);
+    CU.slist_free_all(hl);
     llmops_buf_free(&endpoint);
     llmops_buf_free(&path);
     llmops_buf_free(&full);
@@ -435,8 +475,6 @@ llmops_status llmops_fetch(const char *url, const llmops_fetch_params *p, char *
     *len = 0;
     if (!llmops_fetch_is_url(url))
         return llmops_error_set(err, LLMOPS_ERR_CONFIG, "%s: not an http://, https:// or s3:// URL", url ? url : "(null)");
-    pthread_once(&g_curl_once, curl_init_once);
-    if (g_curl_init != CURLE_OK) return llmops_error_set(err, LLMOPS_ERR_INTERNAL, "libcurl/libsodium init failed");
     size_t max = p->max_bytes ? p->max_bytes : FETCH_DEFAULT_MAX;
     char *cpath = NULL;
     if (p->cache_dir) {
@@ -449,9 +487,16 @@ llmops_status llmops_fetch(const char *url, const llmops_fetch_params *p, char *
             return st;
         }
     }
+    llmops_status st = dynlib_load(&g_curl, &g_curl_desc, err); /* a cached file needs no libcurl */
+    if (!st) pthread_once(&g_curl_once, curl_init_once);
+    if (!st && g_curl_init != CURLE_OK)
+        st = llmops_error_set(err, LLMOPS_ERR_INTERNAL, "libcurl/libsodium init failed");
+    if (st) {
+        llmops_free(cpath);
+        return st;
+    }
     llmops_buf body;
     llmops_buf_init(&body, max);
-    llmops_status st;
     if (!strncasecmp(url, "s3://", 5)) st = s3_get(url, p, &body, err);
     else st = http_get(url, url, NULL, p->timeout_s, 1, &body, err);
     if (!st && cpath) {

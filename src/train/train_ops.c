@@ -11,12 +11,30 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/dynlib.h"
 #include "model/model_internal.h"
 
-/* Declared by OpenBLAS's cblas.h, but not by every cblas.h that may be found first. */
-void openblas_set_num_threads(int num_threads);
+/*
+ * OpenBLAS is opened on first use (see dynlib.h): only the trainer needs it.
+ * cblas.h still gives the enums; the two functions come from the library.
+ */
+typedef __typeof__(cblas_sgemm) *sgemm_fn;
+typedef void (*set_threads_fn)(int); /* openblas_set_num_threads: not in every cblas.h */
 
-void tops_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+static dynlib g_blas = DYNLIB_INIT;
+static const dynlib_desc g_blas_desc = {"LLMOPS_BLAS_LIB",
+                                        {"libopenblas.so.0", "libopenblas.so", NULL},
+                                        "OpenBLAS",
+                                        "the trainer's matrix products (fine-tuning, training)",
+                                        "libopenblas0",
+                                        0,
+                                        {"cblas_sgemm", "openblas_set_num_threads", NULL}};
+
+llmops_status tops_blas_load(llmops_error *err) { return dynlib_load(&g_blas, &g_blas_desc, err); }
+
+void tops_blas_threads(int n) {
+    if (!tops_blas_load(NULL)) ((set_threads_fn)g_blas.sym[1])(n < 1 ? 1 : n);
+}
 
 void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
                const float *B, size_t ldb, float beta, float *C, size_t ldc) {
@@ -26,8 +44,19 @@ void tops_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const 
             for (size_t j = 0; j < n; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    if (!tops_blas_load(NULL)) {
+        ((sgemm_fn)g_blas.sym[0])(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                                  (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    /* no BLAS (the trainer refuses to start without it; a direct caller still gets the right product) */
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t p = 0; p < k; p++)
+                s += (double)(ta ? A[p * lda + i] : A[i * lda + p]) * (double)(tb ? B[j * ldb + p] : B[p * ldb + j]);
+            C[i * ldc + j] = alpha * (float)s + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+        }
 }
 
 /*

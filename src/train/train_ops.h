@@ -61,6 +61,9 @@ void tops_gemm_par(llmops_threadpool *pool, int ta, int tb, size_t m, size_t n, 
                    size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 /* Threads OpenBLAS may use for one product (global to the process). */
 void tops_blas_threads(int n);
+/* Opens OpenBLAS (on first use; see base/dynlib.h): an error names it and what needs it when it is missing.
+ * tops_gemm works without it (slowly); the trainer refuses to start. */
+llmops_status tops_blas_load(llmops_error *err);
 
 /*
  * A weight matrix (rows = out features, cols = in features) as the trainer

@@ -716,6 +716,7 @@ static llmops_status create_common(const llmops_arch *a, const llmops_model *m, 
                                    llmops_trainer **out, llmops_error *err) {
     *out = NULL;
     llmops_status st = check_params(a, p, err);
+    if (!st) st = tops_blas_load(err);
     if (st) return st;
     llmops_trainer *t = llmops_calloc(1, sizeof *t);
     if (!t) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");

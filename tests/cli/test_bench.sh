@@ -16,7 +16,7 @@ kv = 2 * n_layers * n_ctx * n_kv * (dim // n_heads) * 2          # K and V, F16 
 bad = []
 def want(cond, what):
     if not cond: bad.append(what)
-want(r["pp"] == 48 and r["tg"] == 16 and r["threads"] == 1, "echoed settings")
+want(r["pp"] == 48 and r["tg"] == 16 and r["threads"] == 1 and r["n_batch"] == 48, "echoed settings")
 want(r["pp_tokens_per_s"] > 0 and r["tg_tokens_per_s"] > 0 and r["triad_bytes_per_s"] > 1e8, "speeds")
 want(abs(r["tg_bound_tokens_per_s"] - r["triad_bytes_per_s"] / r["weight_bytes_per_token"]) <= 1e-2 * r["tg_bound_tokens_per_s"], "bound = bandwidth / bytes")
 want(abs(r["tg_fraction_of_bound"] - r["tg_tokens_per_s"] / r["tg_bound_tokens_per_s"]) <= 2e-3, "fraction")
@@ -34,3 +34,6 @@ else
 fi
 check_fails "bench names a missing model" "no-such-model" $LLMOPS bench -m "$TMP/no-such-model.gguf" -p 8 -n 4
 check_fails "bench rejects a zero prompt length" "positive" $LLMOPS bench -m "$MODEL" -p 0
+check "bench --batch 16 evaluates the prompt in passes of 16 tokens" bash -c "
+    $LLMOPS bench -m $MODEL -p 48 -n 4 --reps 1 --threads 1 --batch 16 --json | grep -q '\"n_batch\": 16,'"
+check_fails "bench rejects a negative --batch" "not negative" $LLMOPS bench -m "$MODEL" --batch -1
