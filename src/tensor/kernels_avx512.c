@@ -473,15 +473,153 @@ TILE_FN void q6k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
         }                                                                                                      \
     }
 
-#define F32_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 0)
-#define F16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
-#define BF16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 2)
 
-DEFINE_MM(mm_f32_avx512, F32_TILE, 4, 6)
-DEFINE_MM(mm_f16_avx512, F16_TILE, 4, 6)
-DEFINE_MM(mm_bf16_avx512, BF16_TILE, 4, 6)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
 DEFINE_MM(mm_q6_K_avx512, q6k_tile, 2, 4)
+
+/* ---- float weights, several tokens ------------------------------------------------------
+ *
+ * Prefill with F32/F16/BF16 weights is compute bound, so the rows go along
+ * the lanes and no horizontal sums are needed: each group of 32 rows is
+ * widened to F32 once per call into a panel P[k][32] (scratch memory, in L2),
+ * and a tile of 32 rows × FP_TOK tokens keeps 2·FP_TOK 16-lane accumulators
+ * in registers; per column k it loads the panel's two vectors and broadcasts
+ * each token's x[k] into two FMAs. Per (row, token) that is one float chain
+ * acc = fma(w_k, x_k, acc) over k in order — llmops_kern_dot_f_chain's
+ * arithmetic (kernels.c), which the tests hold these tiles to bit for bit.
+ * One token (decode) is memory bound and stays with the dot (the 1 × 1 f_tile).
+ */
+enum { FP_ROWS = 32, FP_TOK = 12 };
+
+/* Row i (0..15) of a group as its byte offset; rows past nr repeat the last one. */
+AVX512 static inline __m512i f_row_offsets(size_t rb, size_t nr, size_t first) {
+    int off[16];
+    for (size_t i = 0; i < 16; i++) off[i] = (int)((first + i < nr ? first + i : nr - 1) * rb);
+    return _mm512_loadu_si512((const void *)off);
+}
+
+/*
+ * P[k·32 + i] = row i of W, column k, as a float, for k < n and i < 32 (rows
+ * past nr, 1..32, repeat the last). Two columns per 32-bit gather for the
+ * 16-bit types (the last odd column from the pair before it); a row stride
+ * too large for 32-bit offsets takes the plain loop.
+ */
+TILE_FN void f_pack32(const uint8_t *W, size_t rb, size_t nr, size_t n, float *P, const int kind) {
+    const size_t es = kind == 0 ? 4 : 2;
+    if (31 * rb >= (size_t)INT32_MAX || n < 2) {
+        for (size_t k = 0; k < n; k++)
+            for (size_t i = 0; i < FP_ROWS; i++) {
+                const uint8_t *p = W + (i < nr ? i : nr - 1) * rb + k * es;
+                P[k * FP_ROWS + i] = kind == 0 ? _mm512_cvtss_f32(load_f32(p, 1))
+                                               : _mm512_cvtss_f32(kind == 1 ? load_f16(p, 1) : load_bf16(p, 1));
+            }
+        return;
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i off = f_row_offsets(rb, nr, 16 * (size_t)h);
+        float *ph = P + 16 * h;
+        if (kind == 0) {
+            for (size_t k = 0; k < n; k++) _mm512_store_ps(ph + k * FP_ROWS, _mm512_i32gather_ps(off, W + 4 * k, 1));
+            continue;
+        }
+        const __m512i hi16 = _mm512_set1_epi32((int)0xFFFF0000u);
+        for (size_t k = 0; k < n; k += 2) {
+            const size_t k0 = k + 1 < n ? k : k - 1; /* the last odd column: the pair (n − 2, n − 1) */
+            const __m512i g = _mm512_i32gather_epi32(off, W + 2 * k0, 1);
+            __m512 lo, hi;
+            if (kind == 1) {
+                lo = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+                hi = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+            } else {
+                lo = _mm512_castsi512_ps(_mm512_slli_epi32(g, 16));
+                hi = _mm512_castsi512_ps(_mm512_and_si512(g, hi16));
+            }
+            if (k0 == k) _mm512_store_ps(ph + k * FP_ROWS, lo);
+            _mm512_store_ps(ph + (k0 + 1) * FP_ROWS, hi);
+        }
+    }
+}
+
+/* RV (1..2) row vectors of the panel × T tokens; Y[t·ldy + 16v + i] for the lanes i in m[v]. */
+TILE_FN void f_ptile(const float *P, size_t n, const uint8_t *A, size_t as, float *Y, size_t ldy, __mmask16 m0,
+                     __mmask16 m1, const int RV, const int T) {
+    __m512 acc[2][FP_TOK];
+    const float *x[FP_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) {
+        x[t] = (const float *)(const void *)(A + (size_t)t * as);
+        acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 2
+    for (size_t k = 0; k < n; k++) {
+        const __m512 w0 = _mm512_load_ps(P + k * FP_ROWS);
+        const __m512 w1 = RV > 1 ? _mm512_load_ps(P + k * FP_ROWS + 16) : w0;
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m512 xb = _mm512_set1_ps(x[t][k]);
+            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
+            if (RV > 1) acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) {
+        _mm512_mask_storeu_ps(Y + (size_t)t * ldy, m0, acc[0][t]);
+        if (RV > 1) _mm512_mask_storeu_ps(Y + (size_t)t * ldy + 16, m1, acc[1][t]);
+    }
+}
+
+/* All tokens against one panel: full tiles, then the rest as 8 + 4 + 2 + 1. */
+TILE_FN void f_ptiles(const float *P, size_t n, const uint8_t *A, size_t as, size_t nt, float *Y, size_t ldy,
+                      __mmask16 m0, __mmask16 m1, const int RV) {
+    size_t t = 0;
+    for (; t + FP_TOK <= nt; t += FP_TOK) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, FP_TOK);
+    if (nt - t >= 8) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 8), t += 8;
+    if (nt - t >= 4) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 4), t += 4;
+    if (nt - t >= 2) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 2), t += 2;
+    if (nt - t >= 1) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 1);
+}
+
+/* One token: the dot per row. Several: each group of 32 rows widened once and run over every token. */
+TILE_FN void f_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
+                  float *Y, size_t ldy, const int kind) {
+    if (nt == 1) {
+        for (size_t r = 0; r < nr; r++) f_tile(W + r * rb, rb, act, as, cols, Y + r, ldy, 1, 1, kind);
+        return;
+    }
+    static const int types[3] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16};
+    float *P = (float *)(void *)llmops_kern_scratch(cols * FP_ROWS * sizeof(float));
+    for (size_t r = 0; r < nr; r += FP_ROWS) {
+        const size_t k = nr - r < FP_ROWS ? nr - r : FP_ROWS;
+        if (!P) { /* no scratch memory: the same arithmetic, pair by pair */
+            for (size_t i = 0; i < k; i++)
+                for (size_t t = 0; t < nt; t++)
+                    Y[t * ldy + r + i] = llmops_kern_dot_f_chain(types[kind], W + (r + i) * rb,
+                                                                 (const float *)(const void *)(act + t * as), cols);
+            continue;
+        }
+        f_pack32(W + r * rb, rb, k, cols, P, kind);
+        const __mmask16 m0 = k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1);
+        const __mmask16 m1 = k >= 32 ? (__mmask16)0xFFFF : k > 16 ? (__mmask16)((1u << (k - 16)) - 1) : 0;
+        if (k > 16) f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, 2);
+        else f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, 1);
+    }
+}
+
+AVX512 static void mm_f32_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                 size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 0);
+}
+
+AVX512 static void mm_f16_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                 size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
+}
+
+AVX512 static void mm_bf16_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                  size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 2);
+}
 
 /* ---- Q8_0 / Q4_0 products --------------------------------------------------------------
  *
@@ -890,6 +1028,7 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
     .mm_q6_K = mm_q6_K_avx512,
+    .f_chain = 1,
     .quantize_q8s = quantize_q8s_avx512,
     .exp_sum = exp_sum_avx512,
     .silu_mul = silu_mul_avx512,
