@@ -569,11 +569,20 @@ TILE_FN void f_ptile(const float *P, size_t n, const uint8_t *A, size_t as, floa
     }
 }
 
-/* All tokens against one panel: full tiles, then the rest as 8 + 4 + 2 + 1. */
+/*
+ * All tokens against one panel: full tiles, then the rest as 8 + 4 + 2 + 1.
+ * Between full tiles, the bytes [pf, pf + pf_len) (the next panel's rows,
+ * contiguous in W) are prefetched into L2 a share at a time, so that
+ * widening the next panel does not wait on memory.
+ */
 TILE_FN void f_ptiles(const float *P, size_t n, const uint8_t *A, size_t as, size_t nt, float *Y, size_t ldy,
-                      __mmask16 m0, __mmask16 m1, const int RV) {
-    size_t t = 0;
-    for (; t + FP_TOK <= nt; t += FP_TOK) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, FP_TOK);
+                      __mmask16 m0, __mmask16 m1, const uint8_t *pf, size_t pf_len, const int RV) {
+    const size_t n_full = nt / FP_TOK, share = n_full ? (pf_len / n_full + 64) & ~(size_t)63 : 0;
+    size_t t = 0, done = 0;
+    for (; t + FP_TOK <= nt; t += FP_TOK) {
+        for (size_t e = done + share; done < pf_len && done < e; done += 64) _mm_prefetch((const char *)(pf + done), _MM_HINT_T1);
+        f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, FP_TOK);
+    }
     if (nt - t >= 8) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 8), t += 8;
     if (nt - t >= 4) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 4), t += 4;
     if (nt - t >= 2) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 2), t += 2;
@@ -601,8 +610,10 @@ TILE_FN void f_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, si
         f_pack32(W + r * rb, rb, k, cols, P, kind);
         const __mmask16 m0 = k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1);
         const __mmask16 m1 = k >= 32 ? (__mmask16)0xFFFF : k > 16 ? (__mmask16)((1u << (k - 16)) - 1) : 0;
-        if (k > 16) f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, 2);
-        else f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, 1);
+        const size_t next = nr - r - k < FP_ROWS ? nr - r - k : FP_ROWS; /* rows in the next panel */
+        const uint8_t *pf = W + (r + k) * rb;
+        if (k > 16) f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, pf, next * rb, 2);
+        else f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, pf, next * rb, 1);
     }
 }
 
