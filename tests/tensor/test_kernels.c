@@ -785,6 +785,61 @@ TEST(kernels_matmul_bit_identical_to_dot) {
 }
 
 /*
+ * Q4_K/Q6_K products on every path (the AVX2 and AVX-512 tiles, the scalar
+ * dots) equal the scalar reference's dot bit for bit, on random blocks (all
+ * scale and min bits random, random f16 scales): odd row counts, 1..5
+ * super-blocks, token counts around the tiles (8 on AVX2, 4 on AVX-512) and
+ * past the driver's 32-token blocks, 1 and 2 threads.
+ */
+TEST(kernels_kquant_tiles_equal_scalar_reference) {
+    static const int types[] = {LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q6_K};
+    static const size_t row_opts[] = {1, 2, 7, 33}, sb_opts[] = {1, 2, 5}, tok_opts[] = {2, 3, 7, 8, 9, 17, 33, 41};
+    static const char *paths[] = {"scalar", "avx2", "avx512"};
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    uint64_t s = 31415;
+    const size_t nmax = 41;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t si = 0; si < sizeof sb_opts / sizeof sb_opts[0]; si++)
+            for (size_t ri = 0; ri < sizeof row_opts / sizeof row_opts[0]; ri++) {
+                const int type = types[ti];
+                const size_t cols = 256 * sb_opts[si], rows = row_opts[ri], rb = row_bytes(type, cols);
+                uint8_t *W = malloc(rows * rb), *xq = malloc(cols / 256 * LLMOPS_Q8_K_BYTES);
+                float *X = malloc(nmax * cols * sizeof(float)), *Y = malloc(nmax * rows * sizeof(float));
+                float *ref = malloc(nmax * rows * sizeof(float));
+                CHECK(W && xq && X && Y && ref);
+                gen_weight_blocks(&s, type, W, rows * cols / 256, 0);
+                gen_varied(&s, X, nmax * cols);
+                for (size_t t = 0; t < nmax; t++) {
+                    llmops_kern_quantize_q8_K(X + t * cols, xq, cols / 256);
+                    for (size_t r = 0; r < rows; r++)
+                        ref[t * rows + r] = type == LLMOPS_DTYPE_Q4_K
+                                                ? llmops_kernels_scalar.dot_q4_K(W + r * rb, xq, cols / 256)
+                                                : llmops_kernels_scalar.dot_q6_K(W + r * rb, xq, cols / 256);
+                }
+                for (size_t p = 0; p < 3; p++) {
+                    if (!llmops_kernels_isa_available(paths[p])) continue;
+                    CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
+                    for (int th = 1; th <= 2; th++)
+                        for (size_t k = 0; k < sizeof tok_opts / sizeof tok_opts[0]; k++) {
+                            size_t n = tok_opts[k], bad = SIZE_MAX;
+                            memset(Y, 0xff, n * rows * sizeof(float));
+                            CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
+                            for (size_t i = 0; i < n * rows && bad == SIZE_MAX; i++)
+                                if (memcmp(&Y[i], &ref[i], sizeof(float))) bad = i;
+                            CHECK_MSG(bad == SIZE_MAX, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, scalar %.9g",
+                                      paths[p], llmops_dtype_name(type), rows, cols, n, th, bad / rows, bad % rows,
+                                      (double)Y[bad], (double)ref[bad]);
+                        }
+                }
+                free(W), free(xq), free(X), free(Y), free(ref);
+            }
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
+/*
  * The Q8_0/Q4_0 tiles (16 rows per register, tokens in tiles of 16, the
  * weights repacked per row group) give the scalar reference's dot bit for
  * bit on every path: rows, blocks and tokens that are not multiples of the
