@@ -474,6 +474,13 @@ TILE_FN void q6k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
     }
 
 
+/* Fewer tokens than FP_MIN_TOK (below): the dot's arithmetic, 4 rows × 6 tokens per tile. */
+#define F32_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 0)
+#define F16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
+#define BF16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 2)
+DEFINE_MM(mm_f32_dots, F32_TILE, 4, 6)
+DEFINE_MM(mm_f16_dots, F16_TILE, 4, 6)
+DEFINE_MM(mm_bf16_dots, BF16_TILE, 4, 6)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
 DEFINE_MM(mm_q6_K_avx512, q6k_tile, 2, 4)
 
@@ -487,56 +494,64 @@ DEFINE_MM(mm_q6_K_avx512, q6k_tile, 2, 4)
  * each token's x[k] into two FMAs. Per (row, token) that is one float chain
  * acc = fma(w_k, x_k, acc) over k in order — llmops_kern_dot_f_chain's
  * arithmetic (kernels.c), which the tests hold these tiles to bit for bit.
- * One token (decode) is memory bound and stays with the dot (the 1 × 1 f_tile).
+ * Under FP_MIN_TOK tokens (decode, short prompts) the widening does not pay
+ * for itself: those stay with the dot (single thread, 1536 × 576 weights hot
+ * in L3, GFLOP/s dots/chain: 2 tokens 66/24, 8 tokens 78/53, 16 tokens
+ * 82/71, 20 tokens 81/83, 28 tokens 82/89, 512 tokens 79/103).
  */
-enum { FP_ROWS = 32, FP_TOK = 12 };
+enum { FP_ROWS = 32, FP_TOK = 12, FP_MIN_TOK = 20 };
 
-/* Row i (0..15) of a group as its byte offset; rows past nr repeat the last one. */
-AVX512 static inline __m512i f_row_offsets(size_t rb, size_t nr, size_t first) {
-    int off[16];
-    for (size_t i = 0; i < 16; i++) off[i] = (int)((first + i < nr ? first + i : nr - 1) * rb);
-    return _mm512_loadu_si512((const void *)off);
+/* v[c] = column c of the 16 × 16 floats whose row i is v[i] (four rounds of shuffles). */
+TILE_FN void transpose16x16(__m512 *v) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4i + j], 128-bit lane L: column 4L + j of rows 4i..4i+3 */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m512 s1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), s2 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        const __m512 s3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), s4 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        v[j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+        v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+        v[4 + j] = _mm512_shuffle_f32x4(s2, s4, 0x88);
+        v[12 + j] = _mm512_shuffle_f32x4(s2, s4, 0xDD);
+    }
 }
 
 /*
  * P[k·32 + i] = row i of W, column k, as a float, for k < n and i < 32 (rows
- * past nr, 1..32, repeat the last). Two columns per 32-bit gather for the
- * 16-bit types (the last odd column from the pair before it); a row stride
- * too large for 32-bit offsets takes the plain loop.
+ * past nr, 1..32, repeat the last; with nr <= 16 only i < 16 is written):
+ * 16 rows × 16 columns at a time, widened, then transposed in registers.
  */
 TILE_FN void f_pack32(const uint8_t *W, size_t rb, size_t nr, size_t n, float *P, const int kind) {
     const size_t es = kind == 0 ? 4 : 2;
-    if (31 * rb >= (size_t)INT32_MAX || n < 2) {
-        for (size_t k = 0; k < n; k++)
-            for (size_t i = 0; i < FP_ROWS; i++) {
-                const uint8_t *p = W + (i < nr ? i : nr - 1) * rb + k * es;
-                P[k * FP_ROWS + i] = kind == 0 ? _mm512_cvtss_f32(load_f32(p, 1))
-                                               : _mm512_cvtss_f32(kind == 1 ? load_f16(p, 1) : load_bf16(p, 1));
-            }
-        return;
-    }
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m512i off = f_row_offsets(rb, nr, 16 * (size_t)h);
-        float *ph = P + 16 * h;
-        if (kind == 0) {
-            for (size_t k = 0; k < n; k++) _mm512_store_ps(ph + k * FP_ROWS, _mm512_i32gather_ps(off, W + 4 * k, 1));
-            continue;
-        }
-        const __m512i hi16 = _mm512_set1_epi32((int)0xFFFF0000u);
-        for (size_t k = 0; k < n; k += 2) {
-            const size_t k0 = k + 1 < n ? k : k - 1; /* the last odd column: the pair (n − 2, n − 1) */
-            const __m512i g = _mm512_i32gather_epi32(off, W + 2 * k0, 1);
-            __m512 lo, hi;
-            if (kind == 1) {
-                lo = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-                hi = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    for (size_t h = 0; h < (nr > 16 ? 2u : 1u); h++) {
+        const uint8_t *row[16];
+        for (size_t i = 0; i < 16; i++) row[i] = W + (16 * h + i < nr ? 16 * h + i : nr - 1) * rb;
+        for (size_t c = 0; c < n; c += 16) {
+            const size_t left = n - c;
+            const __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) v[i] = load_w(row[i] + c * es, k, kind);
+            transpose16x16(v);
+            float *pc = P + c * FP_ROWS + 16 * h;
+            if (left >= 16) {
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) _mm512_store_ps(pc + (size_t)j * FP_ROWS, v[j]);
             } else {
-                lo = _mm512_castsi512_ps(_mm512_slli_epi32(g, 16));
-                hi = _mm512_castsi512_ps(_mm512_and_si512(g, hi16));
+                for (size_t j = 0; j < left; j++) _mm512_store_ps(pc + j * FP_ROWS, v[j]);
             }
-            if (k0 == k) _mm512_store_ps(ph + k * FP_ROWS, lo);
-            _mm512_store_ps(ph + (k0 + 1) * FP_ROWS, hi);
         }
     }
 }
@@ -589,11 +604,17 @@ TILE_FN void f_ptiles(const float *P, size_t n, const uint8_t *A, size_t as, siz
     if (nt - t >= 1) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 1);
 }
 
-/* One token: the dot per row. Several: each group of 32 rows widened once and run over every token. */
+/*
+ * Fewer than FP_MIN_TOK tokens: the dot per pair (the 4 × 6 tiles), since
+ * widening the panels would cost more than it saves. More: each group of 32
+ * rows widened once and run over every token.
+ */
 TILE_FN void f_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
                   float *Y, size_t ldy, const int kind) {
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) f_tile(W + r * rb, rb, act, as, cols, Y + r, ldy, 1, 1, kind);
+    if (nt < FP_MIN_TOK) {
+        if (kind == 0) mm_f32_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
+        else if (kind == 1) mm_f16_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
+        else mm_bf16_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
         return;
     }
     static const int types[3] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16};
@@ -1039,7 +1060,7 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
     .mm_q6_K = mm_q6_K_avx512,
-    .f_chain = 1,
+    .f_chain = FP_MIN_TOK,
     .quantize_q8s = quantize_q8s_avx512,
     .exp_sum = exp_sum_avx512,
     .silu_mul = silu_mul_avx512,

@@ -524,13 +524,13 @@ static int matvec_is_tiles(const char *path, int type) {
 }
 
 /*
- * Whether a path's several-token float products follow llmops_kern_dot_f_chain
- * (one fmaf chain per pair, kernels.h) instead of its dot: where the table sets
- * f_chain, for F32/F16/BF16 weights.
+ * Whether a path's n-token float products follow llmops_kern_dot_f_chain (one
+ * fmaf chain per pair, kernels.h) instead of its dot: where the table sets
+ * f_chain, for F32/F16/BF16 weights and at least f_chain tokens.
  */
-static int tiles_are_chain(const char *path, int type) {
+static int tiles_are_chain(const char *path, int type, size_t n) {
     const llmops_kernel_table *kt = table_for(path);
-    return kt && kt->f_chain && act_block(type) == 0;
+    return kt && kt->f_chain && n >= (size_t)kt->f_chain && act_block(type) == 0;
 }
 
 TEST(kernels_vec_dot_within_tolerance) {
@@ -599,7 +599,7 @@ TEST(kernels_matvec_matmul_odd_shapes) {
                                       "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, exact %.9g, tol %.3g",
                                       paths[p], llmops_dtype_name(type), rows, cols, n, th, tok, r, (double)Y[i],
                                       want[i], tol[i]);
-                            if ((matvec_is_tiles(paths[p], type) && !tiles_are_chain(paths[p], type)) || n == 1)
+                            if ((matvec_is_tiles(paths[p], type) && !tiles_are_chain(paths[p], type, n)) || n == 1)
                                 CHECK_MSG(Y[i] == y1[r], "%s %s: matmul %.9g != matvec %.9g", paths[p],
                                           llmops_dtype_name(type), (double)Y[i], (double)y1[r]);
                             else
@@ -620,8 +620,8 @@ TEST(kernels_matvec_matmul_odd_shapes) {
  * The float tiles of an f_chain path (rows along the lanes, a panel of 32
  * rows widened per call) against the plain-C fmaf chain, bit for bit, on
  * shapes around the panel and tile sizes: 1..70 rows, 1..65 columns (odd
- * counts: the 16-bit types' last column comes from a pair gather), 2..25
- * tokens, 1 and 2 threads. The chain itself is held to the error bound of a
+ * counts, partial 16-column blocks of the widening), 20..41 tokens (from the
+ * path's f_chain on), 1 and 2 threads. The chain itself is held to the error bound of a
  * recursive sum, n·2^-24·Σ|w·x|, around the double-precision dot.
  */
 TEST(kernels_float_tiles_equal_chain_reference) {
@@ -630,8 +630,8 @@ TEST(kernels_float_tiles_equal_chain_reference) {
     CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
     static const int types[] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16};
     static const size_t row_opts[] = {1, 15, 16, 17, 31, 32, 33, 70}, col_opts[] = {1, 2, 3, 17, 65},
-                        n_opts[] = {2, 5, 12, 13, 25};
-    enum { NMAX = 25, RMAX = 70, CMAX = 65 };
+                        n_opts[] = {20, 21, 24, 25, 41};
+    enum { NMAX = 41, RMAX = 70, CMAX = 65 };
     uint64_t s = 99;
     float *X = malloc(NMAX * CMAX * sizeof(float)), *Y = malloc(NMAX * RMAX * sizeof(float)),
           *ref = malloc(NMAX * RMAX * sizeof(float));
@@ -667,6 +667,7 @@ TEST(kernels_float_tiles_equal_chain_reference) {
                     for (size_t ni = 0; ni < sizeof n_opts / sizeof n_opts[0]; ni++)
                         for (int th = 1; th <= 2; th++) {
                             size_t n = n_opts[ni];
+                            if (n < (size_t)kt->f_chain) continue; /* fewer tokens: the dot (tested elsewhere) */
                             memset(Y, 0xff, n * rows * sizeof(float));
                             CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
                             for (size_t i = 0; i < n * rows; i++)
@@ -710,7 +711,7 @@ TEST(kernels_matmul_bit_identical_to_dot) {
         else if (bs == 32) col_opts[0] = 32, col_opts[1] = 64, col_opts[2] = 19 * 32;
         else col_opts[0] = 256, col_opts[1] = 512, col_opts[2] = 768;
         for (int ci = 0; ci < 3; ci++) {
-            size_t cols = col_opts[ci], rows = 37, nmax = 19;
+            size_t cols = col_opts[ci], rows = 37, nmax = 21;
             uint8_t *W;
             float *Wf;
             CHECK(make_weights(&s, type, rows, cols, &W, &Wf));
@@ -741,12 +742,11 @@ TEST(kernels_matmul_bit_identical_to_dot) {
                         default: v = kt->dot_q6_K(w, xq, cols / 256); break;
                         }
                         ref[t * rows + r] = v;
-                        if (tiles_are_chain(paths[p], type))
-                            chain[t * rows + r] = llmops_kern_dot_f_chain(type, w, x, cols);
+                        if (act_block(type) == 0) chain[t * rows + r] = llmops_kern_dot_f_chain(type, w, x, cols);
                     }
                 }
                 CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
-                static const size_t ns[] = {1, 2, 3, 8, 9, 19};
+                static const size_t ns[] = {1, 2, 3, 8, 9, 19, 20, 21};
                 for (int th = 1; th <= 2; th++) {
                     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
                         size_t n = ns[k];
@@ -754,7 +754,7 @@ TEST(kernels_matmul_bit_identical_to_dot) {
                         CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
                         if (n == 1 && !matvec_is_tiles(paths[p], type)) continue; /* the decode kernel: below */
                         /* several tokens of float weights on an f_chain path: the fmaf chain, not the dot */
-                        const float *want = n > 1 && tiles_are_chain(paths[p], type) ? chain : ref;
+                        const float *want = tiles_are_chain(paths[p], type, n) ? chain : ref;
                         for (size_t i = 0; i < n * rows; i++) {
                             if (memcmp(&Y[i], &want[i], sizeof(float))) {
                                 test_fail(__FILE__, __LINE__, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, %s %.9g",
