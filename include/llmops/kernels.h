@@ -252,10 +252,10 @@ extern const llmops_kernel_table llmops_kernels_avx512;
 
 /*
  * The float weights' multi-token order where a path sets f_chain (with at
- * least f_chain tokens): one float
- * accumulator per (row, token), acc = fmaf(w[i], x[i], acc) for i = 0..n−1
- * in order from acc = 0 (w widened exactly from type F32/F16/BF16). The
- * plain-C reference those tiles are tested against bit for bit.
+ * least f_chain tokens): one float accumulator per (row, token),
+ * acc = fmaf(w[i], x[i], acc) for i = 0..n−1 in order from acc = 0 (w
+ * widened exactly from type F32/F16/BF16). The plain-C reference those
+ * tiles are tested against bit for bit.
  */
 float llmops_kern_dot_f_chain(int type, const void *w, const float *x, size_t n);
 
