@@ -2,13 +2,14 @@
  * Matrix kernels: matvec throughput per weight type in GB/s of weights read,
  * against the memory bandwidth measured in the same run by a STREAM-style
  * triad (a[i] = b[i] + s·c[i] over 3 × 64 MiB, counted as 24 bytes/element
- * as STREAM does); and matmul GFLOP/s for a 64-token prefill.
+ * as STREAM does); matmul GFLOP/s for a 64-token prefill; and a 512-token
+ * prefill on a small model's shapes per type and path.
  *
  * "cold" matvec rotates over enough copies of the weight (>= 256 MiB in all)
  * that each call streams from DRAM, as in decoding a model larger than the
  * caches; "hot" repeats one matrix, which may sit in L3. Best of several runs.
  *
- *     make BUILD=build/release bench && build/release/bench_kernels [threads]
+ *     make BUILD=build/release bench && build/release/bench_kernels [threads [pp]]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,65 @@ static double time_matvec(int type, uint8_t *const *copies, int n_copies, size_t
     return best;
 }
 
+enum { PP_TOK = 512 };
+
+/* Best-of-10 GFLOP/s of W (rows x cols, from src) times PP_TOK tokens. */
+static double pp_gflops(int type, const float *src, size_t rows, size_t cols, const float *X, float *Y,
+                        llmops_threadpool *pool, double *secs) {
+    size_t rb = row_bytes(type, cols);
+    uint8_t *W = malloc(rows * rb);
+    if (!W) exit(1);
+    for (size_t r = 0; r < rows; r++) llmops_quantize_row(type, src + r * cols, W + r * rb, cols, NULL);
+    double best = 1e30;
+    for (int rep = 0; rep < 10; rep++) {
+        double t0 = now();
+        llmops_matmul(type, W, rows, cols, X, PP_TOK, Y, pool, NULL);
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(W);
+    *secs = best;
+    return 2.0 * (double)rows * (double)cols * PP_TOK / best / 1e9;
+}
+
+static void pp_line(int type, const float *src, const float *X, float *Y, llmops_threadpool *pool) {
+    /* SmolLM-135M; for the 256-element super-blocks, widths 768 and 2048 (576 is not a multiple of 256) */
+    static const size_t smol[3][2] = {{576, 576}, {1536, 576}, {576, 1536}}, wide[3][2] = {{768, 768}, {2048, 768}, {768, 2048}};
+    /* per layer: q, o; k, v (a third of q's rows each, counted as 2/3 of one); gate, up; down */
+    static const double count[3] = {2 + 2.0 / 3, 2, 1};
+    const size_t(*shapes)[2] = llmops_dtype_get(type)->block_size == 256 ? wide : smol;
+    printf("  %-11s %-5s", llmops_kernels_isa(), llmops_dtype_name(type));
+    double flops = 0, secs = 0;
+    for (int s = 0; s < 3; s++) {
+        double dt, g = pp_gflops(type, src, shapes[s][0], shapes[s][1], X, Y, pool, &dt);
+        flops += count[s] * 2.0 * (double)shapes[s][0] * (double)shapes[s][1] * PP_TOK;
+        secs += count[s] * dt;
+        printf(" %8.1f", g);
+    }
+    printf(" %8.1f\n", flops / secs / 1e9);
+}
+
+/* The prefill lines, on each SIMD path this CPU has. */
+static void pp_section(const float *src, llmops_threadpool *pool) {
+    static const char *const paths[] = {"avx2", "avx512"};
+    /* prefill on a small model's shapes: SmolLM-135M's q/o (576x576), gate/up (1536x576) and down (576x1536) */
+    printf("\nprefill n=%d, GFLOP/s: rows x cols 576x576, 1536x576, 576x1536 (SmolLM-135M; K-quants 768x768,\n"
+           "2048x768, 768x2048), and all three weighted as in a layer:\n", PP_TOK);
+    static const int pptypes[] = {LLMOPS_DTYPE_F16, LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0, LLMOPS_DTYPE_Q4_K,
+                                  LLMOPS_DTYPE_Q6_K};
+    float *PX = malloc((size_t)PP_TOK * 2048 * sizeof(float)), *PY = malloc((size_t)PP_TOK * 2048 * sizeof(float));
+    if (!PX || !PY) exit(1);
+    for (size_t i = 0; i < (size_t)PP_TOK * 2048; i++) PX[i] = rnd();
+    for (size_t p = 0; p < 2; p++) {
+        if (!llmops_kernels_isa_available(paths[p])) continue;
+        llmops_kernels_set_isa(paths[p], NULL);
+        for (size_t t = 0; t < sizeof pptypes / sizeof pptypes[0]; t++)
+            pp_line(pptypes[t], src, PX, PY, pool);
+    }
+    llmops_kernels_set_isa("auto", NULL);
+    free(PX), free(PY);
+}
+
 int main(int argc, char **argv) {
     int threads = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 0;
     llmops_threadpool *pool = NULL;
@@ -96,6 +156,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int nth = llmops_threadpool_n_threads(pool);
+    const int pp_only = argc > 2 && !strcmp(argv[2], "pp");
     double bw = triad_gbs(pool);
     printf("kernels: %s, %d threads; STREAM triad %.1f GB/s\n\n", llmops_kernels_isa(), nth, bw);
 
@@ -108,6 +169,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < N; i++) src[i] = rnd();
     for (size_t i = 0; i < 8192; i++) x[i] = rnd();
     for (size_t i = 0; i < MM_TOK * 4096; i++) X[i] = rnd();
+    if (pp_only) { /* bench_kernels THREADS pp: only the prefill lines */
+        printf("kernels: %d threads\n", nth);
+        pp_section(src, pool);
+        return 0;
+    }
 
     printf("%-5s %8s | %-28s | %-28s | %10s\n", "", "", "matvec 4096x4096", "matvec 2048x8192", "matmul n=64");
     printf("%-5s %8s | %8s %8s %10s | %8s %8s %10s | %10s\n", "type", "MiB", "cold", "hot", "cold/triad", "cold",
@@ -184,6 +250,8 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     llmops_kernels_set_isa("auto", NULL);
+
+    pp_section(src, pool);
     free(src), free(x), free(y), free(X), free(Y);
     llmops_threadpool_free(pool);
     return 0;

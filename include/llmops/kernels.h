@@ -230,8 +230,12 @@ typedef struct llmops_kernel_table {
      * per thread with all the tokens (they block rows and tokens themselves);
      * the others with at most 32 tokens at a time. NULL: the driver calls the
      * dot for each pair instead, on standard Q8_0/Q8_K activation blocks.
+     * Exception: where f_chain is nonzero, mm_f32/f16/bf16 get all the tokens
+     * too, and with f_chain or more tokens give each pair
+     * llmops_kern_dot_f_chain's result instead of the dot's (fewer: the dot).
      */
     llmops_kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K, mm_q6_K;
+    int f_chain;
     /* llmops_kern_quantize_q8s, byte for byte (NULL: that portable one is used) */
     void (*quantize_q8s)(const float *x, uint8_t *dst, size_t cols);
     /* llmops_vec_softmax's exponentials: s[i] = keep[i] ? exp(s[i] − mx) : 0, returns the sum (mx finite) */
@@ -245,6 +249,15 @@ extern const llmops_kernel_table llmops_kernels_scalar;
 extern const llmops_kernel_table llmops_kernels_avx2;
 extern const llmops_kernel_table llmops_kernels_avx512;
 #endif
+
+/*
+ * The float weights' multi-token order where a path sets f_chain (with at
+ * least f_chain tokens): one float accumulator per (row, token),
+ * acc = fmaf(w[i], x[i], acc) for i = 0..n−1 in order from acc = 0 (w
+ * widened exactly from type F32/F16/BF16). The plain-C reference those
+ * tiles are tested against bit for bit.
+ */
+float llmops_kern_dot_f_chain(int type, const void *w, const float *x, size_t n);
 
 /* Activation quantizers (ggml's quantize_row_q8_0_ref / _q8_K_ref), nb blocks. */
 void llmops_kern_quantize_q8_0(const float *x, void *dst, size_t nb);

@@ -156,6 +156,23 @@ static float dot_q6_K_scalar(const void *w, const void *xq, size_t nb) {
     return sum;
 }
 
+float llmops_kern_dot_f_chain(int type, const void *w, const float *x, size_t n) {
+    const uint8_t *p = w;
+    float acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        float wi;
+        if (type == LLMOPS_DTYPE_F32) memcpy(&wi, p + 4 * i, 4);
+        else if (type == LLMOPS_DTYPE_F16) wi = f16_at(p + 2 * i);
+        else {
+            uint16_t b;
+            memcpy(&b, p + 2 * i, 2);
+            wi = llmops_bf16_to_fp32(b);
+        }
+        acc = fmaf(wi, x[i], acc);
+    }
+    return acc;
+}
+
 static float exp_sum_scalar(float *s, const uint8_t *keep, size_t n, float mx) {
     float sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -524,8 +541,10 @@ static void job_setup(mm_job *jp, int type, const void *W, size_t row_bytes, siz
         j.act_fmt = wt.act == LLMOPS_DTYPE_Q8_0 ? ACT_Q8_0 : ACT_Q8_K;
         j.act_stride = cols / wt.act_block * wt.act_bytes;
     }
-    /* the Q8S kernels block rows and tokens themselves: they get all the tokens at once */
-    j.tok_block = j.act_fmt == ACT_Q8S ? (n ? n : 1) : MM_TOK_BLOCK;
+    /* the Q8S kernels, and the float ones where f_chain is set, block rows and tokens themselves:
+     * they get all the tokens at once */
+    int whole = j.act_fmt == ACT_Q8S || (j.act_fmt == ACT_F32 && j.fn && k->f_chain);
+    j.tok_block = whole ? (n ? n : 1) : MM_TOK_BLOCK;
     *jp = j;
 }
 

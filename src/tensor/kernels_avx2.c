@@ -352,6 +352,166 @@ AVX2 static void mm_q4_0_avx2(const uint8_t *W, size_t rb, size_t nr, const uint
     q8s_mm8(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
 }
 
+/* ---- Q4_K / Q6_K products on Q8_K activations ----------------------------------------------
+ *
+ * Several tokens: a tile of one weight row × KQ_TOK tokens. Per super-block
+ * the row's quants are unpacked and its scales decoded once and used for
+ * every token of the tile; per token and 32 elements, VPMADDUBSW, VPMADDWD
+ * with the sub-block's scale and a 32-bit add — the dot's integer sums
+ * (sumi, summ, the −32 offset), exactly. The tile's per-token sums are
+ * reduced together (VPHADDD across the accumulators), and the dot's float
+ * step runs for the tile's tokens at once, lane t for token t, with the same
+ * operations in the same order: each result is the dot's (and the scalar
+ * reference's) bit for bit. The driver hands at most 32 tokens per call, so
+ * a row's super-blocks stay in L1 across its tiles. One token: the dot.
+ */
+enum { KQ_TOK = 8 };
+
+/* Lane t: the sum of the 8 int32 lanes of v[t]. */
+TILE_FN __m256i hsum8x8_epi32(const __m256i *v) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a: v0..v3 over lanes 0-3 in its low half, over lanes 4-7 in its high half; b: v4..v7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* The tile's results, lane t → Y[t·ldy]. */
+TILE_FN void kq_store(__m256 sum, float *Y, size_t ldy, const int T) {
+    float v[KQ_TOK];
+    _mm256_storeu_ps(v, sum);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) Y[(size_t)t * ldy] = v[t];
+}
+
+/* Row a (nsb Q4_K super-blocks) × T tokens of Q8_K activations (as bytes apart). */
+TILE_FN void q4k_tile8(const uint8_t *a, const uint8_t *A, size_t as, size_t nsb, float *Y, size_t ldy, const int T) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 sum = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < nsb; sb++, a += 144) {
+        uint32_t u[4];
+        q4_K_unpack(a + 4, u);
+        uint8_t sc[8];
+        memcpy(sc, u, 8);
+        __m256i acc[KQ_TOK], mn[KQ_TOK];
+#pragma GCC unroll 8
+        for (int t = 0; t < KQ_TOK; t++) acc[t] = mn[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(a + 16 + 32 * j));
+            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const uint8_t *x = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES + 4 + 64 * j;
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x)), s0);
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32))), s1);
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(p0, p1));
+            }
+        }
+        /* summ = Σ_j m_j·(bsums[2j] + bsums[2j+1]): each min twice, against the 16 bsums */
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)(u + 2));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        float dx[KQ_TOK] = {0};
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xb = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES;
+            memcpy(&dx[t], xb, 4);
+            mn[t] = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(xb + 260)));
+        }
+        const __m256 dxv = _mm256_loadu_ps(dx);
+        const __m256 d = _mm256_mul_ps(_mm256_set1_ps(f16_at(a)), dxv), dmin = _mm256_mul_ps(_mm256_set1_ps(f16_at(a + 2)), dxv);
+        sum = _mm256_add_ps(sum, _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(hsum8x8_epi32(acc))),
+                                               _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(hsum8x8_epi32(mn)))));
+    }
+    kq_store(sum, Y, ldy, T);
+}
+
+/* Row a (nsb Q6_K super-blocks) × T tokens: the dot's q1..q4 per half, its scale pairs, −32·Σ sc·bsum. */
+TILE_FN void q6k_tile8(const uint8_t *a, const uint8_t *A, size_t as, size_t nsb, float *Y, size_t ldy, const int T) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 sum = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < nsb; sb++, a += 210) {
+        const int8_t *sc = (const int8_t *)(a + 192);
+        __m256i acc[KQ_TOK];
+#pragma GCC unroll 8
+        for (int t = 0; t < KQ_TOK; t++) acc[t] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(a + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(a + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(a + 128 + 32 * h));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i q;
+                if (k == 0) q = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(0x03)), 4));
+                else if (k == 1) q = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(0x0C)), 2));
+                else if (k == 2) q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, _mm256_set1_epi8(0x30)));
+                else q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_srli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8((char)0xC0)), 2));
+                const __m256i sp = scale_pair(sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *x = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES + 4 + 128 * h + 32 * k;
+                    acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)x)), sp));
+                }
+            }
+        }
+        /* sumi − 32·Σ_g sc_g·bsum_g, lane-wise before the sum (exact in int32) */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        float dx[KQ_TOK] = {0};
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xb = A + (size_t)t * as + sb * LLMOPS_Q8_K_BYTES;
+            memcpy(&dx[t], xb, 4);
+            const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(xb + 260)));
+            acc[t] = _mm256_sub_epi32(acc[t], _mm256_slli_epi32(off, 5));
+        }
+        const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(f16_at(a + 208)), _mm256_loadu_ps(dx));
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(hsum8x8_epi32(acc))));
+    }
+    kq_store(sum, Y, ldy, T);
+}
+
+#define KQ_CALL(tile, tt, ...)                 \
+    switch (tt) {                              \
+    case 1: tile(__VA_ARGS__, 1); break;       \
+    case 2: tile(__VA_ARGS__, 2); break;       \
+    case 3: tile(__VA_ARGS__, 3); break;       \
+    case 4: tile(__VA_ARGS__, 4); break;       \
+    case 5: tile(__VA_ARGS__, 5); break;       \
+    case 6: tile(__VA_ARGS__, 6); break;       \
+    case 7: tile(__VA_ARGS__, 7); break;       \
+    default: tile(__VA_ARGS__, KQ_TOK); break; \
+    }
+
+AVX2 static void mm_q4_K_avx2(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                              size_t cols, float *Y, size_t ldy) {
+    for (size_t r = 0; r < nr; r++) {
+        if (nt == 1) { /* decode: the dot */
+            Y[r] = dot_q4_K_avx2(W + r * rb, act, cols / 256);
+            continue;
+        }
+        for (size_t t = 0; t < nt; t += KQ_TOK) {
+            size_t tt = nt - t < KQ_TOK ? nt - t : KQ_TOK;
+            KQ_CALL(q4k_tile8, tt, W + r * rb, act + t * as, as, cols / 256, Y + t * ldy + r, ldy)
+        }
+    }
+}
+
+AVX2 static void mm_q6_K_avx2(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                              size_t cols, float *Y, size_t ldy) {
+    for (size_t r = 0; r < nr; r++) {
+        if (nt == 1) {
+            Y[r] = dot_q6_K_avx2(W + r * rb, act, cols / 256);
+            continue;
+        }
+        for (size_t t = 0; t < nt; t += KQ_TOK) {
+            size_t tt = nt - t < KQ_TOK ? nt - t : KQ_TOK;
+            KQ_CALL(q6k_tile8, tt, W + r * rb, act + t * as, as, cols / 256, Y + t * ldy + r, ldy)
+        }
+    }
+}
+
 /* ---- exp: softmax and SiLU (exp256 is in simd_x86.h) ---------------------------------------- */
 
 AVX2 static float exp_sum_avx2(float *s, const uint8_t *keep, size_t n, float mx) {
@@ -404,6 +564,8 @@ const llmops_kernel_table llmops_kernels_avx2 = {
     .dot_q6_K = dot_q6_K_avx2,
     .mm_q8_0 = mm_q8_0_avx2,
     .mm_q4_0 = mm_q4_0_avx2,
+    .mm_q4_K = mm_q4_K_avx2,
+    .mm_q6_K = mm_q6_K_avx2,
     .exp_sum = exp_sum_avx2,
     .silu_mul = silu_mul_avx2,
 };

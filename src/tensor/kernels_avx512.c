@@ -473,15 +473,185 @@ TILE_FN void q6k_tile(const uint8_t *W, size_t rb, const uint8_t *A, size_t as, 
         }                                                                                                      \
     }
 
+
+/* Fewer tokens than FP_MIN_TOK (below): the dot's arithmetic, 4 rows × 6 tokens per tile. */
 #define F32_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 0)
 #define F16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 1)
 #define BF16_TILE(W, rb, A, as, cols, Y, ldy, R, T) f_tile(W, rb, A, as, cols, Y, ldy, R, T, 2)
-
-DEFINE_MM(mm_f32_avx512, F32_TILE, 4, 6)
-DEFINE_MM(mm_f16_avx512, F16_TILE, 4, 6)
-DEFINE_MM(mm_bf16_avx512, BF16_TILE, 4, 6)
+DEFINE_MM(mm_f32_dots, F32_TILE, 4, 6)
+DEFINE_MM(mm_f16_dots, F16_TILE, 4, 6)
+DEFINE_MM(mm_bf16_dots, BF16_TILE, 4, 6)
 DEFINE_MM(mm_q4_K_avx512, q4k_tile, 2, 4)
 DEFINE_MM(mm_q6_K_avx512, q6k_tile, 2, 4)
+
+/* ---- float weights, several tokens ------------------------------------------------------
+ *
+ * Prefill with F32/F16/BF16 weights is compute bound, so the rows go along
+ * the lanes and no horizontal sums are needed: each group of 32 rows is
+ * widened to F32 once per call into a panel P[k][32] (scratch memory, in L2),
+ * and a tile of 32 rows × FP_TOK tokens keeps 2·FP_TOK 16-lane accumulators
+ * in registers; per column k it loads the panel's two vectors and broadcasts
+ * each token's x[k] into two FMAs. Per (row, token) that is one float chain
+ * acc = fma(w_k, x_k, acc) over k in order — llmops_kern_dot_f_chain's
+ * arithmetic (kernels.c), which the tests hold these tiles to bit for bit.
+ * Under FP_MIN_TOK tokens (decode, short prompts) the widening does not pay
+ * for itself: those stay with the dot (single thread, 1536 × 576 weights hot
+ * in L3, GFLOP/s dots/chain: 2 tokens 66/24, 8 tokens 78/53, 16 tokens
+ * 82/71, 20 tokens 81/83, 28 tokens 82/89, 512 tokens 79/103).
+ */
+enum { FP_ROWS = 32, FP_TOK = 12, FP_MIN_TOK = 20 };
+
+/* v[c] = column c of the 16 × 16 floats whose row i is v[i] (four rounds of shuffles). */
+TILE_FN void transpose16x16(__m512 *v) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4i + j], 128-bit lane L: column 4L + j of rows 4i..4i+3 */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m512 s1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), s2 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        const __m512 s3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), s4 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        v[j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+        v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+        v[4 + j] = _mm512_shuffle_f32x4(s2, s4, 0x88);
+        v[12 + j] = _mm512_shuffle_f32x4(s2, s4, 0xDD);
+    }
+}
+
+/*
+ * P[k·32 + i] = row i of W, column k, as a float, for k < n and i < 32 (rows
+ * past nr, 1..32, repeat the last; with nr <= 16 only i < 16 is written):
+ * 16 rows × 16 columns at a time, widened, then transposed in registers.
+ */
+TILE_FN void f_pack32(const uint8_t *W, size_t rb, size_t nr, size_t n, float *P, const int kind) {
+    const size_t es = kind == 0 ? 4 : 2;
+    for (size_t h = 0; h < (nr > 16 ? 2u : 1u); h++) {
+        const uint8_t *row[16];
+        for (size_t i = 0; i < 16; i++) row[i] = W + (16 * h + i < nr ? 16 * h + i : nr - 1) * rb;
+        for (size_t c = 0; c < n; c += 16) {
+            const size_t left = n - c;
+            const __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) v[i] = load_w(row[i] + c * es, k, kind);
+            transpose16x16(v);
+            float *pc = P + c * FP_ROWS + 16 * h;
+            if (left >= 16) {
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) _mm512_store_ps(pc + (size_t)j * FP_ROWS, v[j]);
+            } else {
+                for (size_t j = 0; j < left; j++) _mm512_store_ps(pc + j * FP_ROWS, v[j]);
+            }
+        }
+    }
+}
+
+/* RV (1..2) row vectors of the panel × T tokens; Y[t·ldy + 16v + i] for the lanes i in m[v]. */
+TILE_FN void f_ptile(const float *P, size_t n, const uint8_t *A, size_t as, float *Y, size_t ldy, __mmask16 m0,
+                     __mmask16 m1, const int RV, const int T) {
+    __m512 acc[2][FP_TOK];
+    const float *x[FP_TOK];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) {
+        x[t] = (const float *)(const void *)(A + (size_t)t * as);
+        acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 2
+    for (size_t k = 0; k < n; k++) {
+        const __m512 w0 = _mm512_load_ps(P + k * FP_ROWS);
+        const __m512 w1 = RV > 1 ? _mm512_load_ps(P + k * FP_ROWS + 16) : w0;
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m512 xb = _mm512_set1_ps(x[t][k]);
+            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
+            if (RV > 1) acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) {
+        _mm512_mask_storeu_ps(Y + (size_t)t * ldy, m0, acc[0][t]);
+        if (RV > 1) _mm512_mask_storeu_ps(Y + (size_t)t * ldy + 16, m1, acc[1][t]);
+    }
+}
+
+/*
+ * All tokens against one panel: full tiles, then the rest as 8 + 4 + 2 + 1.
+ * Between full tiles, the bytes [pf, pf + pf_len) (the next panel's rows,
+ * contiguous in W) are prefetched into L2 a share at a time, so that
+ * widening the next panel does not wait on memory.
+ */
+TILE_FN void f_ptiles(const float *P, size_t n, const uint8_t *A, size_t as, size_t nt, float *Y, size_t ldy,
+                      __mmask16 m0, __mmask16 m1, const uint8_t *pf, size_t pf_len, const int RV) {
+    const size_t n_full = nt / FP_TOK, share = n_full ? (pf_len / n_full + 64) & ~(size_t)63 : 0;
+    size_t t = 0, done = 0;
+    for (; t + FP_TOK <= nt; t += FP_TOK) {
+        for (size_t e = done + share; done < pf_len && done < e; done += 64) _mm_prefetch((const char *)(pf + done), _MM_HINT_T1);
+        f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, FP_TOK);
+    }
+    if (nt - t >= 8) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 8), t += 8;
+    if (nt - t >= 4) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 4), t += 4;
+    if (nt - t >= 2) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 2), t += 2;
+    if (nt - t >= 1) f_ptile(P, n, A + t * as, as, Y + t * ldy, ldy, m0, m1, RV, 1);
+}
+
+/*
+ * Fewer than FP_MIN_TOK tokens: the dot per pair (the 4 × 6 tiles), since
+ * widening the panels would cost more than it saves. More: each group of 32
+ * rows widened once and run over every token.
+ */
+TILE_FN void f_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
+                  float *Y, size_t ldy, const int kind) {
+    if (nt < FP_MIN_TOK) {
+        if (kind == 0) mm_f32_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
+        else if (kind == 1) mm_f16_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
+        else mm_bf16_dots(W, rb, nr, act, as, nt, cols, Y, ldy);
+        return;
+    }
+    static const int types[3] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16};
+    float *P = (float *)(void *)llmops_kern_scratch(cols * FP_ROWS * sizeof(float));
+    for (size_t r = 0; r < nr; r += FP_ROWS) {
+        const size_t k = nr - r < FP_ROWS ? nr - r : FP_ROWS;
+        if (!P) { /* no scratch memory: the same arithmetic, pair by pair */
+            for (size_t i = 0; i < k; i++)
+                for (size_t t = 0; t < nt; t++)
+                    Y[t * ldy + r + i] = llmops_kern_dot_f_chain(types[kind], W + (r + i) * rb,
+                                                                 (const float *)(const void *)(act + t * as), cols);
+            continue;
+        }
+        f_pack32(W + r * rb, rb, k, cols, P, kind);
+        const __mmask16 m0 = k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1);
+        const __mmask16 m1 = k >= 32 ? (__mmask16)0xFFFF : k > 16 ? (__mmask16)((1u << (k - 16)) - 1) : 0;
+        const size_t next = nr - r - k < FP_ROWS ? nr - r - k : FP_ROWS; /* rows in the next panel */
+        const uint8_t *pf = W + (r + k) * rb;
+        if (k > 16) f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, pf, next * rb, 2);
+        else f_ptiles(P, cols, act, as, nt, Y + r, ldy, m0, m1, pf, next * rb, 1);
+    }
+}
+
+AVX512 static void mm_f32_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                 size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 0);
+}
+
+AVX512 static void mm_f16_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                 size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
+}
+
+AVX512 static void mm_bf16_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
+                                  size_t cols, float *Y, size_t ldy) {
+    f_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 2);
+}
 
 /* ---- Q8_0 / Q4_0 products --------------------------------------------------------------
  *
@@ -890,6 +1060,7 @@ const llmops_kernel_table llmops_kernels_avx512 = {
     .mm_q4_0 = mm_q4_0_avx512,
     .mm_q4_K = mm_q4_K_avx512,
     .mm_q6_K = mm_q6_K_avx512,
+    .f_chain = FP_MIN_TOK,
     .quantize_q8s = quantize_q8s_avx512,
     .exp_sum = exp_sum_avx512,
     .silu_mul = silu_mul_avx512,

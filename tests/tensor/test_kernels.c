@@ -523,6 +523,16 @@ static int matvec_is_tiles(const char *path, int type) {
     return !strcmp(path, "scalar") || !(type == LLMOPS_DTYPE_Q8_0 || type == LLMOPS_DTYPE_Q4_0);
 }
 
+/*
+ * Whether a path's n-token float products follow llmops_kern_dot_f_chain (one
+ * fmaf chain per pair, kernels.h) instead of its dot: where the table sets
+ * f_chain, for F32/F16/BF16 weights and at least f_chain tokens.
+ */
+static int tiles_are_chain(const char *path, int type, size_t n) {
+    const llmops_kernel_table *kt = table_for(path);
+    return kt && kt->f_chain && n >= (size_t)kt->f_chain && act_block(type) == 0;
+}
+
 TEST(kernels_vec_dot_within_tolerance) {
     const char *paths[3];
     int np = n_paths(paths);
@@ -589,7 +599,7 @@ TEST(kernels_matvec_matmul_odd_shapes) {
                                       "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, exact %.9g, tol %.3g",
                                       paths[p], llmops_dtype_name(type), rows, cols, n, th, tok, r, (double)Y[i],
                                       want[i], tol[i]);
-                            if (matvec_is_tiles(paths[p], type) || n == 1)
+                            if ((matvec_is_tiles(paths[p], type) && !tiles_are_chain(paths[p], type, n)) || n == 1)
                                 CHECK_MSG(Y[i] == y1[r], "%s %s: matmul %.9g != matvec %.9g", paths[p],
                                           llmops_dtype_name(type), (double)Y[i], (double)y1[r]);
                             else
@@ -607,11 +617,84 @@ TEST(kernels_matvec_matmul_odd_shapes) {
 }
 
 /*
+ * The float tiles of an f_chain path (rows along the lanes, a panel of 32
+ * rows widened per call) against the plain-C fmaf chain, bit for bit, on
+ * shapes around the panel and tile sizes: 1..70 rows, 1..65 columns (odd
+ * counts, partial 16-column blocks of the widening), 20..41 tokens (from the
+ * path's f_chain on), 1 and 2 threads. The chain itself is held to the error bound of a
+ * recursive sum, n·2^-24·Σ|w·x|, around the double-precision dot.
+ */
+TEST(kernels_float_tiles_equal_chain_reference) {
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    static const int types[] = {LLMOPS_DTYPE_F32, LLMOPS_DTYPE_F16, LLMOPS_DTYPE_BF16};
+    static const size_t row_opts[] = {1, 15, 16, 17, 31, 32, 33, 70}, col_opts[] = {1, 2, 3, 17, 65},
+                        n_opts[] = {20, 21, 24, 25, 41};
+    enum { NMAX = 41, RMAX = 70, CMAX = 65 };
+    uint64_t s = 99;
+    float *X = malloc(NMAX * CMAX * sizeof(float)), *Y = malloc(NMAX * RMAX * sizeof(float)),
+          *ref = malloc(NMAX * RMAX * sizeof(float));
+    CHECK(X && Y && ref);
+    gen_varied(&s, X, NMAX * CMAX);
+    int ran = 0;
+    for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
+        const llmops_kernel_table *kt = table_for(k_isas[p]);
+        if (!kt || !kt->f_chain || !llmops_kernels_isa_available(k_isas[p])) continue;
+        ran = 1;
+        CHECK_OK(llmops_kernels_set_isa(k_isas[p], &err), err);
+        for (size_t ti = 0; ti < 3; ti++)
+            for (size_t ci = 0; ci < sizeof col_opts / sizeof col_opts[0]; ci++)
+                for (size_t ri = 0; ri < sizeof row_opts / sizeof row_opts[0]; ri++) {
+                    int type = types[ti];
+                    size_t cols = col_opts[ci], rows = row_opts[ri], rb = row_bytes(type, cols);
+                    uint8_t *W;
+                    float *Wf;
+                    CHECK(make_weights(&s, type, rows, cols, &W, &Wf));
+                    for (size_t t = 0; t < NMAX; t++)
+                        for (size_t r = 0; r < rows; r++) {
+                            const float *x = X + t * cols;
+                            float c = llmops_kern_dot_f_chain(type, W + r * rb, x, cols);
+                            double S = 0, want = 0;
+                            for (size_t i = 0; i < cols; i++) {
+                                want += (double)Wf[r * cols + i] * x[i];
+                                S += fabs((double)Wf[r * cols + i] * x[i]);
+                            }
+                            CHECK_MSG(fabs(c - want) <= (double)cols * 0x1p-24 * S + 1e-30,
+                                      "chain %s row %zu: %.9g, exact %.9g", llmops_dtype_name(type), r, (double)c, want);
+                            ref[t * rows + r] = c;
+                        }
+                    for (size_t ni = 0; ni < sizeof n_opts / sizeof n_opts[0]; ni++)
+                        for (int th = 1; th <= 2; th++) {
+                            size_t n = n_opts[ni];
+                            if (n < (size_t)kt->f_chain) continue; /* fewer tokens: the dot (tested elsewhere) */
+                            memset(Y, 0xff, n * rows * sizeof(float));
+                            CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
+                            for (size_t i = 0; i < n * rows; i++)
+                                if (memcmp(&Y[i], &ref[i], sizeof(float))) {
+                                    test_fail(__FILE__, __LINE__, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, chain %.9g",
+                                              k_isas[p], llmops_dtype_name(type), rows, cols, n, th, i / rows, i % rows,
+                                              (double)Y[i], (double)ref[i]);
+                                    break;
+                                }
+                        }
+                    free(W), free(Wf);
+                }
+    }
+    free(X), free(Y), free(ref);
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+    if (!ran) SKIP("no path with chained float tiles on this machine");
+}
+
+/*
  * matmul and matvec, on every path, give exactly (bit for bit) what that
  * path's dot kernel gives for each (row, token) pair on the activations
  * quantized the standard way: the tiled kernels reproduce the dots' float
  * operations, not just their tolerance. Shapes cover full and partial tiles
  * (rows and tokens), odd block counts and the float kernels' masked tails.
+ * Where a path's float tiles follow the fmaf chain (f_chain), several tokens
+ * give llmops_kern_dot_f_chain's result instead, bit for bit.
  */
 TEST(kernels_matmul_bit_identical_to_dot) {
     const char *paths[3];
@@ -628,15 +711,16 @@ TEST(kernels_matmul_bit_identical_to_dot) {
         else if (bs == 32) col_opts[0] = 32, col_opts[1] = 64, col_opts[2] = 19 * 32;
         else col_opts[0] = 256, col_opts[1] = 512, col_opts[2] = 768;
         for (int ci = 0; ci < 3; ci++) {
-            size_t cols = col_opts[ci], rows = 37, nmax = 19;
+            size_t cols = col_opts[ci], rows = 37, nmax = 21;
             uint8_t *W;
             float *Wf;
             CHECK(make_weights(&s, type, rows, cols, &W, &Wf));
             size_t rb = row_bytes(type, cols);
             float *X = malloc(nmax * cols * sizeof(float)), *Y = malloc(nmax * rows * sizeof(float)),
-                  *y1 = malloc(rows * sizeof(float)), *ref = malloc(nmax * rows * sizeof(float));
+                  *y1 = malloc(rows * sizeof(float)), *ref = malloc(nmax * rows * sizeof(float)),
+                  *chain = malloc(nmax * rows * sizeof(float));
             uint8_t *xq = malloc(cols / 32 * LLMOPS_Q8_0_BYTES + cols / 256 * LLMOPS_Q8_K_BYTES + 64);
-            CHECK(X && Y && y1 && ref && xq);
+            CHECK(X && Y && y1 && ref && chain && xq);
             gen_varied(&s, X, nmax * cols);
             for (int p = 0; p < np; p++) {
                 const llmops_kernel_table *kt = !strcmp(paths[p], "scalar") ? &llmops_kernels_scalar : table_for(paths[p]);
@@ -658,21 +742,24 @@ TEST(kernels_matmul_bit_identical_to_dot) {
                         default: v = kt->dot_q6_K(w, xq, cols / 256); break;
                         }
                         ref[t * rows + r] = v;
+                        if (act_block(type) == 0) chain[t * rows + r] = llmops_kern_dot_f_chain(type, w, x, cols);
                     }
                 }
                 CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
-                static const size_t ns[] = {1, 2, 3, 8, 9, 19};
+                static const size_t ns[] = {1, 2, 3, 8, 9, 19, 20, 21};
                 for (int th = 1; th <= 2; th++) {
                     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
                         size_t n = ns[k];
                         memset(Y, 0xff, n * rows * sizeof(float));
                         CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
                         if (n == 1 && !matvec_is_tiles(paths[p], type)) continue; /* the decode kernel: below */
+                        /* several tokens of float weights on an f_chain path: the fmaf chain, not the dot */
+                        const float *want = tiles_are_chain(paths[p], type, n) ? chain : ref;
                         for (size_t i = 0; i < n * rows; i++) {
-                            if (memcmp(&Y[i], &ref[i], sizeof(float))) {
-                                test_fail(__FILE__, __LINE__, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, dot %.9g",
+                            if (memcmp(&Y[i], &want[i], sizeof(float))) {
+                                test_fail(__FILE__, __LINE__, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, %s %.9g",
                                           paths[p], llmops_dtype_name(type), rows, cols, n, th, i / rows, i % rows,
-                                          (double)Y[i], (double)ref[i]);
+                                          (double)Y[i], want == ref ? "dot" : "chain", (double)want[i]);
                                 break;
                             }
                         }
@@ -690,9 +777,64 @@ TEST(kernels_matmul_bit_identical_to_dot) {
                     }
                 }
             }
-            free(W), free(Wf), free(X), free(Y), free(y1), free(ref), free(xq);
+            free(W), free(Wf), free(X), free(Y), free(y1), free(ref), free(chain), free(xq);
         }
     }
+    llmops_threadpool_free(pool2);
+    CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
+}
+
+/*
+ * Q4_K/Q6_K products on every path (the AVX2 and AVX-512 tiles, the scalar
+ * dots) equal the scalar reference's dot bit for bit, on random blocks (all
+ * scale and min bits random, random f16 scales): odd row counts, 1..5
+ * super-blocks, token counts around the tiles (8 on AVX2, 4 on AVX-512) and
+ * past the driver's 32-token blocks, 1 and 2 threads.
+ */
+TEST(kernels_kquant_tiles_equal_scalar_reference) {
+    static const int types[] = {LLMOPS_DTYPE_Q4_K, LLMOPS_DTYPE_Q6_K};
+    static const size_t row_opts[] = {1, 2, 7, 33}, sb_opts[] = {1, 2, 5}, tok_opts[] = {2, 3, 7, 8, 9, 17, 33, 41};
+    static const char *paths[] = {"scalar", "avx2", "avx512"};
+    llmops_error err = {0};
+    llmops_threadpool *pool2 = NULL;
+    CHECK_OK(llmops_threadpool_create(2, &pool2, &err), err);
+    uint64_t s = 31415;
+    const size_t nmax = 41;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t si = 0; si < sizeof sb_opts / sizeof sb_opts[0]; si++)
+            for (size_t ri = 0; ri < sizeof row_opts / sizeof row_opts[0]; ri++) {
+                const int type = types[ti];
+                const size_t cols = 256 * sb_opts[si], rows = row_opts[ri], rb = row_bytes(type, cols);
+                uint8_t *W = malloc(rows * rb), *xq = malloc(cols / 256 * LLMOPS_Q8_K_BYTES);
+                float *X = malloc(nmax * cols * sizeof(float)), *Y = malloc(nmax * rows * sizeof(float));
+                float *ref = malloc(nmax * rows * sizeof(float));
+                CHECK(W && xq && X && Y && ref);
+                gen_weight_blocks(&s, type, W, rows * cols / 256, 0);
+                gen_varied(&s, X, nmax * cols);
+                for (size_t t = 0; t < nmax; t++) {
+                    llmops_kern_quantize_q8_K(X + t * cols, xq, cols / 256);
+                    for (size_t r = 0; r < rows; r++)
+                        ref[t * rows + r] = type == LLMOPS_DTYPE_Q4_K
+                                                ? llmops_kernels_scalar.dot_q4_K(W + r * rb, xq, cols / 256)
+                                                : llmops_kernels_scalar.dot_q6_K(W + r * rb, xq, cols / 256);
+                }
+                for (size_t p = 0; p < 3; p++) {
+                    if (!llmops_kernels_isa_available(paths[p])) continue;
+                    CHECK_OK(llmops_kernels_set_isa(paths[p], &err), err);
+                    for (int th = 1; th <= 2; th++)
+                        for (size_t k = 0; k < sizeof tok_opts / sizeof tok_opts[0]; k++) {
+                            size_t n = tok_opts[k], bad = SIZE_MAX;
+                            memset(Y, 0xff, n * rows * sizeof(float));
+                            CHECK_OK(llmops_matmul(type, W, rows, cols, X, n, Y, th == 1 ? NULL : pool2, &err), err);
+                            for (size_t i = 0; i < n * rows && bad == SIZE_MAX; i++)
+                                if (memcmp(&Y[i], &ref[i], sizeof(float))) bad = i;
+                            CHECK_MSG(bad == SIZE_MAX, "%s %s %zux%zu n=%zu threads=%d: Y[%zu][%zu] = %.9g, scalar %.9g",
+                                      paths[p], llmops_dtype_name(type), rows, cols, n, th, bad / rows, bad % rows,
+                                      (double)Y[bad], (double)ref[bad]);
+                        }
+                }
+                free(W), free(xq), free(X), free(Y), free(ref);
+            }
     llmops_threadpool_free(pool2);
     CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
 }
