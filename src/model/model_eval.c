@@ -9,6 +9,7 @@
  *   ff1, ff2 (n, ffn)     MLP activations
  */
 #include <math.h>
+#include <sched.h>
 #include <string.h>
 
 #include "llmops/alloc.h"
@@ -82,9 +83,15 @@ static const float *f32_of(const mview *v, float *tmp) {
     return tmp;
 }
 
+/* The sum of squares in four independent double chains: one chain's add latency made the norm, which
+ * every thread of a decode step runs twice per layer, cost as much as a phase's synchronisation. */
 static void rms_norm(const float *x, const float *w, float *y, int64_t d, double eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < d; i++) ss += (double)x[i] * x[i];
+    double s4[4] = {0, 0, 0, 0};
+    int64_t i4 = d & ~(int64_t)3;
+    for (int64_t i = 0; i < i4; i += 4)
+        for (int j = 0; j < 4; j++) s4[j] += (double)x[i + j] * x[i + j];
+    double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    for (int64_t i = i4; i < d; i++) ss += (double)x[i] * x[i];
     float s = (float)(1.0 / sqrt(ss / (double)d + eps));
     for (int64_t i = 0; i < d; i++) y[i] = x[i] * s * w[i];
 }
@@ -426,7 +433,8 @@ llmops_status llmops_context_create(const llmops_model *m, const llmops_context_
     size_t widest = (size_t)(m->arch.ffn_size > m->arch.hidden_size ? m->arch.ffn_size : m->arch.hidden_size);
     ctx->fused_stride = ctx->fused_d + (3 * widest + 256) / sizeof(float) + 32;
     ctx->fused_norm = llmops_malloc((size_t)nth * ctx->fused_stride * sizeof(float));
-    ctx->fused_n_ctr = (size_t)m->arch.n_layers * FUSED_PHASES + 1;
+    /* the phases' counters, then per layer and KV group the q/k/v heads finished (fused_token) */
+    ctx->fused_n_ctr = (size_t)m->arch.n_layers * (FUSED_PHASES + (size_t)m->arch.n_kv_heads) + 1;
     ctx->fused_ctr = llmops_calloc(ctx->fused_n_ctr, sizeof *ctx->fused_ctr);
     if (!ctx->rope_cs || !ctx->fused_norm || !ctx->fused_ctr) {
         st = llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
@@ -462,14 +470,15 @@ const float *llmops_get_logits(const llmops_context *ctx, size_t i) {
  * whole pass runs in one job of the pool: every thread normalizes the residual
  * itself, then takes chunks of a phase's rows from an atomic counter (uneven
  * progress on a shared machine balances), and a barrier separates the
- * phases — five per layer: q/k/v heads (each with its RoPE and its KV-cache
- * store), attention per KV group, the output projection added into the
- * residual, gate and up with the activation, down added into the residual.
+ * phases — four per layer: q/k/v heads (each with its RoPE and its KV-cache
+ * store) then attention per KV group once that group's heads are done, the
+ * output projection added into the residual, gate and up with the
+ * activation, down added into the residual.
  * The values are those of the batched path for one token bit for bit (the
  * same kernels on the same rows, the same order of additions), whatever the
  * number of threads.
  */
-enum { FUSED_CHUNK = 64 };
+enum { FUSED_CHUNK = 16 };
 
 /* The pool's barrier spins briefly, then sleeps: on a machine shared with other jobs a thread
  * that spins or yields for long loses its priority and comes back late, so it is not worth more. */
@@ -481,6 +490,39 @@ static void fused_barrier(llmops_context *ctx, int nth) {
 static inline size_t fused_next(llmops_context *ctx, size_t phase, size_t n_chunks) {
     size_t c = atomic_fetch_add_explicit(&ctx->fused_ctr[phase], 1, memory_order_relaxed);
     return c < n_chunks ? c : SIZE_MAX;
+}
+
+/*
+ * The next rows [*r0, *r1) of a phase of n rows; 0 when none is left. Guided: a
+ * quarter of what is left per thread pair (multiples of FUSED_CHUNK rows), so a
+ * thread streams long runs of contiguous rows first and the last, small pieces
+ * balance the threads.
+ */
+static inline int fused_take(llmops_context *ctx, size_t phase, size_t n, int nth, size_t *r0, size_t *r1) {
+    atomic_size_t *c = &ctx->fused_ctr[phase];
+    size_t pos = atomic_load_explicit(c, memory_order_relaxed);
+    for (;;) {
+        if (pos >= n) return 0;
+        size_t take = ((n - pos) / (2 * (size_t)nth) + FUSED_CHUNK - 1) / FUSED_CHUNK * FUSED_CHUNK;
+        if (take < FUSED_CHUNK) take = FUSED_CHUNK;
+        size_t end = n - pos < take ? n : pos + take;
+        if (atomic_compare_exchange_weak_explicit(c, &pos, end, memory_order_relaxed, memory_order_relaxed)) {
+            *r0 = pos;
+            *r1 = end;
+            return 1;
+        }
+    }
+}
+
+/* Waits until *c reaches n (the heads of a KV group, made by other threads): spins, then yields, since the
+ * thread that makes the last of them may have lost its core. */
+static void fused_wait(atomic_size_t *c, size_t n) {
+    for (unsigned i = 0; atomic_load_explicit(c, memory_order_acquire) < n; i++) {
+        if (i >= 4096) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else __builtin_ia32_pause();
+#endif
+    }
 }
 
 /* A thread's activation vector prepared for the kernels once per phase (and per activation format). */
@@ -543,7 +585,7 @@ static void fused_token(void *vj, int ith, int nth) {
     const llmops_model *m = ctx->m;
     const llmops_arch *a = &m->arch;
     size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, nh = (size_t)a->n_heads, nkv = (size_t)a->n_kv_heads;
-    size_t f = (size_t)a->ffn_size, kvd = nkv * hd;
+    size_t f = (size_t)a->ffn_size, group = nh / nkv;
     float *xn = ctx->fused_norm + (size_t)ith * ctx->fused_stride;
     fused_act A = {NULL, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
     size_t ph = 0;
@@ -551,37 +593,41 @@ static void fused_token(void *vj, int ith, int nth) {
         const mlayer *L = &m->layers[l];
         fused_norm(m, &L->attn_norm, &L->attn_norm_b, ctx->x, xn);
         A.x = NULL;
-        /* q, k, v by heads; each head rotated and, for k and v, stored where it is made */
-        for (size_t u; (u = fused_next(ctx, ph, nh + 2 * kvd / hd)) != SIZE_MAX;) {
-            if (u < nh) {
-                fused_rows(&A, &L->wq, &L->bq, u * hd, (u + 1) * hd, xn, ctx->q);
-                if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->q + u * hd, ctx->rope_cs);
-            } else if (u < nh + nkv) {
-                size_t g = u - nh;
+        /* q, k, v by heads, a KV group after another (its k and v heads, then its q heads); each head rotated
+         * and, for k and v, stored where it is made. Then attention per KV group, as soon as the group's heads
+         * are all done: no barrier between the two, so a thread that runs out of heads starts attending. */
+        atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
+        for (size_t u; (u = fused_next(ctx, ph, nh + 2 * nkv)) != SIZE_MAX;) {
+            size_t g = u / (group + 2), j = u % (group + 2);
+            if (j >= 2) {
+                size_t h = g * group + j - 2;
+                fused_rows(&A, &L->wq, &L->bq, h * hd, (h + 1) * hd, xn, ctx->q);
+                if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->q + h * hd, ctx->rope_cs);
+            } else if (j == 0) {
                 fused_rows(&A, &L->wk, &L->bk, g * hd, (g + 1) * hd, xn, ctx->kk);
                 if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->kk + g * hd, ctx->rope_cs);
                 kv_store(ctx, (uint8_t *)kv_row(ctx, ctx->k, l, F->cell) + g * hd * ctx->kv_elt, ctx->kk + g * hd, hd);
             } else {
-                size_t g = u - nh - nkv;
                 fused_rows(&A, &L->wv, &L->bv, g * hd, (g + 1) * hd, xn, ctx->vv);
                 kv_store(ctx, (uint8_t *)kv_row(ctx, ctx->v, l, F->cell) + g * hd * ctx->kv_elt, ctx->vv + g * hd, hd);
             }
+            atomic_fetch_add_explicit(&ready[g], 1, memory_order_release);
+        }
+        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
+        for (size_t g; (g = fused_next(ctx, ph + 1, nkv)) != SIZE_MAX;) {
+            fused_wait(&ready[g], group + 2);
+            attend_block(&J, g, ith);
         }
         fused_barrier(ctx, nth);
-        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        for (size_t g; (g = fused_next(ctx, ph + 1, nkv)) != SIZE_MAX;) attend_block(&J, g, ith);
-        fused_barrier(ctx, nth);
         /* output projection into the residual, by row chunks */
-        for (size_t c; (c = fused_next(ctx, ph + 2, (d + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
-            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < d ? r0 + FUSED_CHUNK : d;
+        for (size_t r0, r1; fused_take(ctx, ph + 2, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->wo, &L->bo, r0, r1, ctx->att, ctx->h);
             for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
         }
         fused_barrier(ctx, nth);
         fused_norm(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, xn);
         A.x = NULL;
-        for (size_t c; (c = fused_next(ctx, ph + 3, (f + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
-            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < f ? r0 + FUSED_CHUNK : f;
+        for (size_t r0, r1; fused_take(ctx, ph + 3, f, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_up, &L->b_up, r0, r1, xn, ctx->ff1);
             fused_rows(&A, &L->w_gate, &L->b_gate, r0, r1, xn, ctx->ff2);
             if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1 + r0, ctx->ff2 + r0, r1 - r0);
@@ -589,8 +635,7 @@ static void fused_token(void *vj, int ith, int nth) {
                 for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
         }
         fused_barrier(ctx, nth);
-        for (size_t c; (c = fused_next(ctx, ph + 4, (d + FUSED_CHUNK - 1) / FUSED_CHUNK)) != SIZE_MAX;) {
-            size_t r0 = c * FUSED_CHUNK, r1 = r0 + FUSED_CHUNK < d ? r0 + FUSED_CHUNK : d;
+        for (size_t r0, r1; fused_take(ctx, ph + 4, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_down, &L->b_down, r0, r1, ctx->ff1, ctx->h);
             for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
         }
@@ -599,9 +644,7 @@ static void fused_token(void *vj, int ith, int nth) {
     if (!F->logits) return;
     fused_norm(m, &m->output_norm, &m->output_norm_b, ctx->x, xn);
     A.x = NULL;
-    size_t rows = (size_t)m->output.rows, chunk = 4 * FUSED_CHUNK;
-    for (size_t c; (c = fused_next(ctx, ph, (rows + chunk - 1) / chunk)) != SIZE_MAX;) {
-        size_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+    for (size_t r0, r1; fused_take(ctx, ph, (size_t)m->output.rows, nth, &r0, &r1);) {
         fused_rows(&A, &m->output, NULL, r0, r1, xn, F->logits);
     }
 }

@@ -848,7 +848,7 @@ TEST(kernels_kquant_tiles_equal_scalar_reference) {
  */
 TEST(kernels_q8_tiles_equal_scalar_reference) {
     static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
-    static const size_t row_opts[] = {1, 15, 17, 45}, blk_opts[] = {1, 3, 16, 19, 50};
+    static const size_t row_opts[] = {1, 15, 17, 45}, blk_opts[] = {1, 3, 16, 19, 23, 50};
     static const size_t tok_opts[] = {2, 3, 15, 16, 17, 40};
     static const char *paths[] = {"scalar", "avx2", "avx512"};
     llmops_error err = {0};
