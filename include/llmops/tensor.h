@@ -102,6 +102,10 @@ float llmops_fp16_to_fp32(uint16_t h);
 uint16_t llmops_fp32_to_bf16(float f);
 float llmops_bf16_to_fp32(uint16_t b);
 
+/* n floats to halves, bit-identical to llmops_fp32_to_fp16 on each (F16C when the CPU has it).
+ * src and dst may not overlap. */
+void llmops_fp32_to_fp16_row(const float *src, uint16_t *dst, size_t n);
+
 /*
  * Converts n elements between the float types F32, F16, BF16 and F64
  * (source F64 only); returns UNSUPPORTED for other pairs. src and dst may not

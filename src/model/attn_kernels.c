@@ -1,7 +1,7 @@
 /*
  * The attention inner loops: dot products of a query with cached keys and
  * weighted sums of cached values, for F16 and F32 caches, with AVX2+F16C and
- * AVX-512 paths chosen at run time and a scalar reference.
+ * AVX-512 paths chosen at run time and a scalar reference for each.
  */
 #include <string.h>
 
@@ -202,20 +202,161 @@ __attribute__((target("avx2,fma,f16c"))) static void cvt_f16_avx2(const void *sr
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
     for (; i < n; i++) dst[i] = llmops_fp16_to_fp32(h[i]);
 }
+
+/*
+ * AVX-512 (Zen 4 runs 512-bit ops as two halves, so the win is fewer
+ * instructions and loads per FMA, not width): a key block row Kt[i·16..+16]
+ * is exactly one zmm, so qk16 keeps up to 12 query rows in registers and loads
+ * each key row once for all of them, with the query element broadcast from
+ * memory into the FMA; pv keeps up to 6 rows × 64 columns (24 accumulators)
+ * and loads each value slice once for the 6. Head dims that are not a multiple
+ * of 16 use masked loads and stores, so every shape stays on this path.
+ */
+#define A512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define A512_INLINE A512 __attribute__((always_inline)) static inline
+
+enum { QK_ROWS = 12, PV_ROWS = 6 };
+
+/* nr (a constant after inlining) query rows against the 16 keys. */
+A512_INLINE void qk16_rows512(const float *Q, size_t nr, size_t hd, const float *Kt, float *S, size_t lds) {
+    __m512 a[QK_ROWS];
+#pragma GCC unroll 12
+    for (size_t r = 0; r < nr; r++) a[r] = _mm512_setzero_ps();
+    for (size_t i = 0; i < hd; i++) {
+        __m512 k = _mm512_loadu_ps(Kt + i * 16);
+#pragma GCC unroll 12
+        for (size_t r = 0; r < nr; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(Q[r * hd + i]), k, a[r]);
+    }
+#pragma GCC unroll 12
+    for (size_t r = 0; r < nr; r++) _mm512_storeu_ps(S + r * lds, a[r]);
+}
+
+/* The rows in near-equal chunks of at most QK_ROWS (30 → 10+10+10, not 12+12+6). */
+A512 static void qk16_avx512(const float *Q, size_t nq, size_t hd, const float *Kt, float *S, size_t lds) {
+    size_t r = 0;
+    while (r < nq) {
+        size_t left = nq - r, chunks = (left + QK_ROWS - 1) / QK_ROWS, nr = (left + chunks - 1) / chunks;
+        const float *q = Q + r * hd;
+        float *s = S + r * lds;
+        switch (nr) {
+        case 12: qk16_rows512(q, 12, hd, Kt, s, lds); break;
+        case 11: qk16_rows512(q, 11, hd, Kt, s, lds); break;
+        case 10: qk16_rows512(q, 10, hd, Kt, s, lds); break;
+        case 9: qk16_rows512(q, 9, hd, Kt, s, lds); break;
+        case 8: qk16_rows512(q, 8, hd, Kt, s, lds); break;
+        case 7: qk16_rows512(q, 7, hd, Kt, s, lds); break;
+        case 6: qk16_rows512(q, 6, hd, Kt, s, lds); break;
+        case 5: qk16_rows512(q, 5, hd, Kt, s, lds); break;
+        case 4: qk16_rows512(q, 4, hd, Kt, s, lds); break;
+        case 3: qk16_rows512(q, 3, hd, Kt, s, lds); break;
+        case 2: qk16_rows512(q, 2, hd, Kt, s, lds); break;
+        default: qk16_rows512(q, 1, hd, Kt, s, lds); break;
+        }
+        r += nr;
+    }
+}
+
+/* nr (a constant after inlining) output rows: 64 columns at a time, then masked slices of 16. */
+A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const float *V, size_t nc, size_t hd, float *O) {
+    size_t i = 0;
+    for (; i + 64 <= hd; i += 64) {
+        __m512 a[PV_ROWS][4];
+#pragma GCC unroll 6
+        for (size_t r = 0; r < nr; r++)
+#pragma GCC unroll 4
+            for (size_t j = 0; j < 4; j++) a[r][j] = _mm512_loadu_ps(O + r * hd + i + 16 * j);
+        for (size_t c = 0; c < nc; c++) {
+            const float *v = V + c * hd + i;
+            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), v2 = _mm512_loadu_ps(v + 32),
+                   v3 = _mm512_loadu_ps(v + 48);
+#pragma GCC unroll 6
+            for (size_t r = 0; r < nr; r++) {
+                __m512 b = _mm512_set1_ps(P[r * lds + c]);
+                a[r][0] = _mm512_fmadd_ps(b, v0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(b, v1, a[r][1]);
+                a[r][2] = _mm512_fmadd_ps(b, v2, a[r][2]);
+                a[r][3] = _mm512_fmadd_ps(b, v3, a[r][3]);
+            }
+        }
+#pragma GCC unroll 6
+        for (size_t r = 0; r < nr; r++)
+#pragma GCC unroll 4
+            for (size_t j = 0; j < 4; j++) _mm512_storeu_ps(O + r * hd + i + 16 * j, a[r][j]);
+    }
+    for (; i < hd; i += 16) {
+        __mmask16 m = hd - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - i)) - 1);
+        __m512 a[PV_ROWS];
+#pragma GCC unroll 6
+        for (size_t r = 0; r < nr; r++) a[r] = _mm512_maskz_loadu_ps(m, O + r * hd + i);
+        for (size_t c = 0; c < nc; c++) {
+            __m512 v = _mm512_maskz_loadu_ps(m, V + c * hd + i);
+#pragma GCC unroll 6
+            for (size_t r = 0; r < nr; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(P[r * lds + c]), v, a[r]);
+        }
+#pragma GCC unroll 6
+        for (size_t r = 0; r < nr; r++) _mm512_mask_storeu_ps(O + r * hd + i, m, a[r]);
+    }
+}
+
+A512 static void pv_avx512(const float *P, size_t lds, size_t nq, const float *V, size_t nc, size_t hd, float *O) {
+    size_t r = 0;
+    while (r < nq) {
+        size_t left = nq - r, chunks = (left + PV_ROWS - 1) / PV_ROWS, nr = (left + chunks - 1) / chunks;
+        const float *p = P + r * lds;
+        float *o = O + r * hd;
+        switch (nr) {
+        case 6: pv_rows512(p, lds, 6, V, nc, hd, o); break;
+        case 5: pv_rows512(p, lds, 5, V, nc, hd, o); break;
+        case 4: pv_rows512(p, lds, 4, V, nc, hd, o); break;
+        case 3: pv_rows512(p, lds, 3, V, nc, hd, o); break;
+        case 2: pv_rows512(p, lds, 2, V, nc, hd, o); break;
+        default: pv_rows512(p, lds, 1, V, nc, hd, o); break;
+        }
+        r += nr;
+    }
+}
+
+A512 static void cvt_f16_avx512(const void *src, float *dst, size_t n) {
+    const uint16_t *h = src;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
+    }
+}
 #endif
 
 static attn_kernels g_kernels;
 static int g_ready;
 
+/*
+ * The best kernels this CPU runs (force_scalar 0), the scalar references (1),
+ * or, for the tests, the best without AVX-512 (2), so that the AVX2 kernels
+ * stay covered on machines that would otherwise pick the AVX-512 ones.
+ */
 const attn_kernels *attn_kernels_get(int force_scalar) {
     static const attn_kernels scalar = {dot_f32_ref, dot_f16_ref, axpy_f32_ref, axpy_f16_ref, qk16_ref, pv_ref, cvt_f16_ref};
-    if (force_scalar) return &scalar;
+    if (force_scalar == 1) return &scalar;
+    if (force_scalar == 2) {
+#if defined(__x86_64__)
+        static const attn_kernels avx2 = {dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2,
+                                          qk16_avx2,    pv_avx2,      cvt_f16_avx2};
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) return &avx2;
+#endif
+        return &scalar;
+    }
     if (!__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE)) {
         attn_kernels k = scalar;
 #if defined(__x86_64__)
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
             k = (attn_kernels){dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2, qk16_avx2, pv_avx2, cvt_f16_avx2};
+        /* decode's dot/axpy stay AVX2: one row of 64 is too short for the wider vectors to pay */
+        if (k.qk16 == qk16_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl"))
+            k.qk16 = qk16_avx512, k.pv = pv_avx512, k.cvt_f16 = cvt_f16_avx512;
 #endif
         g_kernels = k;
         __atomic_store_n(&g_ready, 1, __ATOMIC_RELEASE);

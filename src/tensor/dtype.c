@@ -133,6 +133,57 @@ uint16_t llmops_fp32_to_fp16(float f) {
     return (uint16_t)(sign | h);
 }
 
+/*
+ * A row of floats to halves, bit-identical to llmops_fp32_to_fp16 on every
+ * input: F16C's vcvtps2ph with immediate rounding 0 rounds to nearest even,
+ * sends overflow to ±inf, flushes nothing (DAZ/FTZ do not apply to it) and
+ * turns a NaN into sign | 0x7e00 | payload >> 13, as the scalar code does.
+ */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+__attribute__((target("avx,f16c"))) static void fp32_to_fp16_row_f16c(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+        __m128i b = _mm256_cvtps_ph(_mm256_loadu_ps(src + i + 8), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(dst + i), a);
+        _mm_storeu_si128((__m128i *)(dst + i + 8), b);
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = llmops_fp32_to_fp16(src[i]);
+}
+
+/* AVX (CPUID.1:ECX bit 28, with the OS saving the ymm state: OSXSAVE bit 27 and XCR0 bits 1-2) and F16C (bit 29). */
+static int cpu_has_f16c(void) {
+    static int known = -1; /* racing threads compute the same answer */
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        unsigned a, b, c, d;
+        k = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27)) && (c & (1u << 28)) && (c & (1u << 29))) {
+            uint32_t lo, hi;
+            __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            k = (lo & 6u) == 6u;
+        }
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+#endif
+
+void llmops_fp32_to_fp16_row(const float *src, uint16_t *dst, size_t n) {
+#if defined(__x86_64__)
+    if (cpu_has_f16c()) {
+        fp32_to_fp16_row_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = llmops_fp32_to_fp16(src[i]);
+}
+
 float llmops_fp16_to_fp32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;

@@ -1,6 +1,7 @@
 /* The attention inner loops: the SIMD path equals the scalar reference. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../unit/test.h"
 #include "llmops/tensor.h"
@@ -33,17 +34,20 @@ TEST(attn_kernels_simd_equal_scalar) {
     }
 }
 
-/* The tiled kernels of prefill/decode attention: SIMD equals scalar, head dims with and without tails. */
-TEST(attn_tile_kernels_simd_equal_scalar) {
-    const attn_kernels *fast = attn_kernels_get(0), *ref = attn_kernels_get(1);
+/* The tiled kernels of prefill/decode attention at one level (0 = best, 2 = best without AVX-512):
+ * SIMD equals scalar over head dims with and without tails (odd ones too: the AVX-512 kernels mask
+ * them) and query counts that hit every row-chunk size, value counts 1..16. */
+static void check_tiles(int level) {
+    const attn_kernels *fast = attn_kernels_get(level), *ref = attn_kernels_get(1);
     uint64_t s = 777;
-    static const size_t hds[] = {8, 12, 32, 64, 80, 128};
+    static const size_t hds[] = {1, 7, 8, 12, 17, 32, 48, 64, 80, 96, 100, 128};
+    enum { NQ = 37, HD = 128, LDS = 40 };
+    static float Q[NQ * HD], S1[NQ * LDS], S2[NQ * LDS], O1[NQ * HD], O2[NQ * HD];
+    static float Kt[HD * 16], V[16 * HD], c1[16 * HD], c2[16 * HD];
+    static uint16_t h[16 * HD];
     for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
-        size_t hd = hds[hi], lds = 40;
-        for (size_t nq = 1; nq <= 11; nq += 3) {
-            float Q[11 * 128], Kt[128 * 16], S1[11 * 40], S2[11 * 40], V[16 * 128], O1[11 * 128], O2[11 * 128];
-            uint16_t h[128];
-            float c1[128], c2[128];
+        size_t hd = hds[hi], lds = LDS;
+        for (size_t nq = 1; nq <= NQ; nq += (nq < 14 ? 1 : 4)) {
             for (size_t i = 0; i < nq * hd; i++) {
                 s = s * 6364136223846793005ull + 1442695040888963407ull;
                 Q[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23);
@@ -54,25 +58,38 @@ TEST(attn_tile_kernels_simd_equal_scalar) {
                 Kt[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 22);
                 V[i] = Kt[i] * -0.5f;
             }
+            for (size_t i = 0; i < nq * lds; i++) S1[i] = S2[i] = -7.0f; /* columns ≥ 16 must stay untouched */
             fast->qk16(Q, nq, hd, Kt, S1, lds);
             ref->qk16(Q, nq, hd, Kt, S2, lds);
-            for (size_t r = 0; r < nq; r++)
+            for (size_t r = 0; r < nq; r++) {
                 for (size_t j = 0; j < 16; j++) {
                     double mag = 0;
                     for (size_t i = 0; i < hd; i++) mag += fabs((double)Q[r * hd + i] * Kt[i * 16 + j]);
-                    CHECK_MSG(fabs(S1[r * lds + j] - S2[r * lds + j]) <= 1e-5 * mag + 1e-7, "qk16 hd=%zu nq=%zu", hd, nq);
+                    CHECK_MSG(fabs(S1[r * lds + j] - S2[r * lds + j]) <= 1e-5 * mag + 1e-7, "qk16 level %d hd=%zu nq=%zu",
+                              level, hd, nq);
                     S1[r * lds + j] = S2[r * lds + j] = 1.0f / (1.0f + (float)j + (float)r); /* weights for pv */
                 }
-            for (size_t nc = 1; nc <= 16; nc += 5) {
+                for (size_t j = 16; j < lds; j++) CHECK_MSG(S1[r * lds + j] == -7.0f, "qk16 wrote past 16, hd=%zu", hd);
+            }
+            for (size_t nc = 1; nc <= 16; nc += (nq < 4 ? 1 : 5)) {
                 fast->pv(S1, lds, nq, V, nc, hd, O1);
                 ref->pv(S2, lds, nq, V, nc, hd, O2);
                 for (size_t i = 0; i < nq * hd; i++)
-                    CHECK_MSG(fabsf(O1[i] - O2[i]) <= 1e-5f * (1 + fabsf(O2[i])), "pv hd=%zu nq=%zu nc=%zu", hd, nq, nc);
+                    CHECK_MSG(fabsf(O1[i] - O2[i]) <= 1e-5f * (1 + fabsf(O2[i])), "pv level %d hd=%zu nq=%zu nc=%zu", level,
+                              hd, nq, nc);
             }
-            for (size_t i = 0; i < hd; i++) h[i] = llmops_fp32_to_fp16(V[i]);
-            fast->cvt_f16(h, c1, hd);
-            ref->cvt_f16(h, c2, hd);
-            for (size_t i = 0; i < hd; i++) CHECK_MSG(c1[i] == c2[i], "cvt_f16 hd=%zu", hd);
+        }
+        /* conversion: exact, every length up to 16 rows of hd, nothing written past n */
+        for (size_t i = 0; i < 16 * hd; i++) h[i] = llmops_fp32_to_fp16(V[i] * (i % 5 ? 1.0f : 1e-6f));
+        h[0] = 0x7c00, h[hd > 1 ? 1 : 0] = 0xfe01; /* inf, a NaN */
+        for (size_t n = 0; n <= 16 * hd; n += (n < 40 ? 1 : hd)) {
+            for (size_t i = 0; i < 16 * hd; i++) c1[i] = c2[i] = 3.0f;
+            fast->cvt_f16(h, c1, n);
+            ref->cvt_f16(h, c2, n);
+            CHECK_MSG(!memcmp(c1, c2, sizeof c1), "cvt_f16 level %d n=%zu", level, n);
         }
     }
 }
+
+TEST(attn_tile_kernels_simd_equal_scalar) { check_tiles(0); }
+TEST(attn_tile_kernels_avx2_equal_scalar) { check_tiles(2); }

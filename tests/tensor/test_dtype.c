@@ -742,3 +742,48 @@ TEST(dtype_dequant_errors_and_floats) {
     CHECK(y[0] == 0.25f && y[1] == -8.0f);
     CHECK_OK(llmops_dequantize_ref(LLMOPS_DTYPE_Q8_0, blk, y, 0, &err), err);
 }
+
+/*
+ * The row conversion (F16C where present) equals llmops_fp32_to_fp16 bit for bit, NaN payloads
+ * included: every sign/exponent/top-7-mantissa pattern (the high 16 bits) with low halves that put
+ * the rounding point of normals and of each subnormal shift on, just under and just over a tie,
+ * with both parities (so overflow to inf, ±0, subnormals, Inf and every NaN class are in), plus
+ * random bits; then every length 0..40 at odd offsets, nothing written past n.
+ */
+TEST(dtype_fp16_row_matches_scalar) {
+    static const uint16_t lo[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x2fff, 0x3000,
+                                  0x3001, 0x4000, 0x5fff, 0x6000, 0x6001, 0x7fff, 0x8000, 0x8001, 0x9fff,
+                                  0xa000, 0xc000, 0xdfff, 0xe000, 0xffff, 0x5a5a};
+    enum { NLO = sizeof lo / sizeof lo[0], ROW = 65536 };
+    float *in = malloc(ROW * sizeof *in);
+    uint16_t *got = malloc((ROW + 8) * sizeof *got);
+    CHECK(in && got);
+    size_t bad = 0;
+    uint64_t s = 99;
+    for (size_t l = 0; l <= NLO && bad < 10; l++) {
+        for (uint32_t hi = 0; hi < ROW; hi++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            in[hi] = u2f(l < NLO ? hi << 16 | lo[l] : (uint32_t)(s >> 32));
+        }
+        got[ROW] = 0xabcd;
+        llmops_fp32_to_fp16_row(in, got, ROW);
+        CHECK(got[ROW] == 0xabcd);
+        for (size_t i = 0; i < ROW && bad < 10; i++) {
+            uint16_t want = llmops_fp32_to_fp16(in[i]);
+            if (got[i] != want) {
+                test_fail(__FILE__, __LINE__, "fp32_to_fp16_row(0x%08x) = 0x%04x, scalar 0x%04x", f2u(in[i]), got[i], want);
+                bad++;
+            }
+        }
+    }
+    for (size_t off = 0; off < 4; off++)
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t i = 0; i < 48; i++) got[i] = 0xabcd;
+            llmops_fp32_to_fp16_row(in + 1000 + off, got + off, n);
+            for (size_t i = 0; i < 48; i++) {
+                uint16_t want = i >= off && i < off + n ? llmops_fp32_to_fp16(in[1000 + i]) : 0xabcd;
+                CHECK_MSG(got[i] == want, "row n=%zu off=%zu i=%zu", n, off, i);
+            }
+        }
+    free(in), free(got);
+}
