@@ -167,10 +167,8 @@ static void *kv_row(const llmops_context *ctx, void *base, int layer, uint32_t c
 
 static void kv_store(const llmops_context *ctx, void *dst, const float *src, size_t n) {
     if (ctx->p.kv_type == LLMOPS_KV_F32) memcpy(dst, src, n * sizeof(float));
-    else {
-        uint16_t *h = dst;
-        for (size_t i = 0; i < n; i++) h[i] = llmops_fp32_to_fp16(src[i]);
-    }
+    else
+        llmops_fp32_to_fp16_row(src, dst, n);
 }
 
 
