@@ -1,13 +1,15 @@
 /*
  * AVX-512 kernels (F, BW, VL, VNNI): 512-bit FMA for the float weight types,
  * and VPDPBUSD (u8 × s8 → int32, four products per lane) for the quantized
- * ones. Same contract as kernels_avx2.c: the integer block sums equal the
- * scalar reference's, and Q4_K/Q6_K results are identical to it; Q8_0/Q4_0
+ * ones (and, where the CPU also has VBMI, VPERMT2B to pick Q4_0 nibbles in
+ * the decode kernel). Same contract as kernels_avx2.c: the integer block
+ * sums equal the scalar reference's, and Q4_K/Q6_K results are identical to it; Q8_0/Q4_0
  * dots and multi-token products are identical to it too (see their section).
  */
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define LLMOPS_KERNELS_INTERNAL
@@ -1024,6 +1026,107 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
     }
 }
 
+/*
+ * Q4_0 decode with AVX512_VBMI (Ice Lake, Zen 4 and later; Cascade Lake has
+ * VNNI without it): a run of 16 blocks (288 bytes) is read as four 64-byte
+ * vectors and a 32-byte one, and each group of four blocks (bytes 72g..72g+71,
+ * inside the 128-byte window at 64g) has its 64 nibble bytes picked by one
+ * VPERMT2B instead of four 16-byte loads and three inserts; the scales come
+ * from the same vectors, and the row's last run (fewer than 16 blocks) goes
+ * the same way with masked loads rather than q8s_row_tail's group-by-group
+ * scalar scale gathering: on SmolLM's 576 columns (16 + 2 blocks) that tail
+ * cost about as much as the run. The per-block arithmetic is q8s_rows_dot's,
+ * the float sums grouped alike but for the last run: within the tolerance of
+ * kernels.h. Chosen at run time (llmops_kern_avx512_vbmi).
+ */
+#define AVX512VBMI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+/*
+ * kb (1..16) blocks from ab against x4 groups xg: their products into acc0/acc1.
+ * A short run (the row's last, kb < 16) loads with masks that stop at its last
+ * byte; x4 is zero past the vector's last block, and so are the products.
+ */
+#define TILE_VBMI AVX512VBMI __attribute__((always_inline)) static inline
+TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx, const int32_t *cr, unsigned kb,
+                           __m512 *acc0, __m512 *acc1) {
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    /* group 0's nibble bytes in its window: block j's sixteen at 18j + 2; group g's 8g further */
+    const __m512i nib = _mm512_set_epi8(
+        71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+        41, 40, 39, 38, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11, 10,
+        9, 8, 7, 6, 5, 4, 3, 2);
+    __m512i v[5];
+    __mmask16 km = 0xFFFF;
+    if (kb == 16) {
+        v[0] = _mm512_loadu_si512((const void *)ab), v[1] = _mm512_loadu_si512((const void *)(ab + 64));
+        v[2] = _mm512_loadu_si512((const void *)(ab + 128)), v[3] = _mm512_loadu_si512((const void *)(ab + 192));
+        v[4] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(ab + 256)));
+    } else {
+        const unsigned len = 18 * kb;
+        km = (__mmask16)((1u << kb) - 1);
+#pragma GCC unroll 5
+        for (unsigned k = 0; k < 5; k++) {
+            const unsigned left = len > 64 * k ? len - 64 * k : 0;
+            v[k] = _mm512_maskz_loadu_epi8(left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1), ab + 64 * k);
+        }
+    }
+    __m512i hw = _mm512_permutex2var_epi16(v[0], _mm512_loadu_si512((const void *)SCALE_IDX9[0]), v[1]);
+    hw = _mm512_mask_mov_epi16(hw, SCALE_PICK9[1],
+                               _mm512_permutex2var_epi16(v[2], _mm512_loadu_si512((const void *)SCALE_IDX9[1]), v[3]));
+    hw = _mm512_mask_mov_epi16(hw, SCALE_PICK9[2],
+                               _mm512_permutexvar_epi16(_mm512_loadu_si512((const void *)SCALE_IDX9[2]), v[4]));
+    const __m512 s16 = _mm512_mul_ps(_mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw)), _mm512_maskz_loadu_ps(km, dx));
+    *acc1 = _mm512_fmadd_ps(s16, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(km, cr)), *acc1);
+#pragma GCC unroll 4
+    for (unsigned g = 0; g < 4; g++) {
+        if (4 * g >= kb) break;
+        const __m512i raw = _mm512_permutex2var_epi8(v[g], _mm512_add_epi8(nib, _mm512_set1_epi8((char)(8 * g))), v[g + 1]);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        const __m512i xl = _mm512_loadu_si512((const void *)(xg + 128 * g));
+        const __m512i xh = _mm512_loadu_si512((const void *)(xg + 128 * g + 64));
+        __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xl), hi, xh));
+        __m512 sc = _mm512_permutexvar_ps(_mm512_add_epi32(quarter, _mm512_set1_epi32((int)(4 * g))), s16);
+        if (g & 1) *acc1 = _mm512_fmadd_ps(p, sc, *acc1);
+        else *acc0 = _mm512_fmadd_ps(p, sc, *acc0);
+    }
+}
+
+TILE_VBMI float q4_row_dot_vbmi(const uint8_t *a, const uint8_t *A, size_t cols) {
+    const size_t nb = cols / 32;
+    const float *dx = (const float *)(const void *)(A + cols);
+    const int32_t *cr = (const int32_t *)(const void *)(A + cols + 8 * nb);
+    const uint8_t *x4 = A + cols + 12 * nb;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t b0 = 0;
+    for (; b0 + 16 <= nb; b0 += 16) q4_run_vbmi(a + 18 * b0, x4 + 32 * b0, dx + b0, cr + b0, 16, &acc0, &acc1);
+    if (b0 < nb) q4_run_vbmi(a + 18 * b0, x4 + 32 * b0, dx + b0, cr + b0, (unsigned)(nb - b0), &acc0, &acc1);
+    __m512 t = _mm512_add_ps(acc0, acc1);
+    return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+}
+
+/* q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi. */
+AVX512VBMI static void q4_mv_vbmi(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t cols, float *Y) {
+    const uint8_t *pf = W, *end = W + nr * rb;
+    for (size_t r = 0; r < nr; r++) {
+        for (const uint8_t *stop = W + (r + 1) * rb + Q8S_PREFETCH; rb <= Q8S_PREFETCH_ROW && pf < stop && pf < end;
+             pf += 64)
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+        Y[r] = q4_row_dot_vbmi(W + r * rb, act, cols);
+    }
+}
+
+/* 1: Q4_0 decode by q4_mv_vbmi; 0: by q8s_mm; −1: not yet decided (the CPU decides). */
+static _Atomic int g_q4_vbmi = -1;
+
+void llmops_kern_avx512_vbmi(int on) {
+    if (on < 0) {
+        __builtin_cpu_init();
+        on = __builtin_cpu_supports("avx512vbmi") != 0;
+    }
+    atomic_store_explicit(&g_q4_vbmi, on, memory_order_relaxed);
+}
+
 AVX512 static void mm_q8_0_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
                                   size_t cols, float *Y, size_t ldy) {
     q8s_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 0);
@@ -1031,6 +1134,13 @@ AVX512 static void mm_q8_0_avx512(const uint8_t *W, size_t rb, size_t nr, const 
 
 AVX512 static void mm_q4_0_avx512(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt,
                                   size_t cols, float *Y, size_t ldy) {
+    if (nt == 1) {
+        if (atomic_load_explicit(&g_q4_vbmi, memory_order_relaxed) < 0) llmops_kern_avx512_vbmi(-1);
+        if (atomic_load_explicit(&g_q4_vbmi, memory_order_relaxed)) {
+            q4_mv_vbmi(W, rb, nr, act, cols, Y);
+            return;
+        }
+    }
     q8s_mm(W, rb, nr, act, as, nt, cols, Y, ldy, 1);
 }
 

@@ -848,7 +848,7 @@ TEST(kernels_kquant_tiles_equal_scalar_reference) {
  */
 TEST(kernels_q8_tiles_equal_scalar_reference) {
     static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
-    static const size_t row_opts[] = {1, 15, 17, 45}, blk_opts[] = {1, 3, 16, 19, 23, 50};
+    static const size_t row_opts[] = {1, 15, 17, 45}, blk_opts[] = {1, 3, 16, 18, 19, 23, 48, 50, 64};
     static const size_t tok_opts[] = {2, 3, 15, 16, 17, 40};
     static const char *paths[] = {"scalar", "avx2", "avx512"};
     llmops_error err = {0};
@@ -893,15 +893,25 @@ TEST(kernels_q8_tiles_equal_scalar_reference) {
                                   paths[p], llmops_dtype_name(type), rows, cols, n, th, bad / rows, bad % rows,
                                   (double)Y[bad], (double)ref[bad]);
                     }
-                /* one token */
-                for (size_t t = 0; t < 3; t++) {
-                    CHECK_OK(llmops_matvec(type, W, rows, cols, X + t * cols, Y, pool2, &err), err);
-                    for (size_t r = 0; r < rows; r++) {
-                        double tol, want = exact_dot(Wf + r * cols, X + t * cols, cols, type, &tol);
-                        CHECK_MSG(fabs(Y[r] - want) <= tol, "%s %s %zux%zu matvec row %zu: %.9g, exact %.9g, tol %.3g",
-                                  paths[p], llmops_dtype_name(type), rows, cols, r, (double)Y[r], want, tol);
+                /* one token; on the AVX-512 path, with its VBMI Q4_0 kernel (where the CPU has it) and without */
+                for (int vb = 1; vb >= (p == 2 ? 0 : 1); vb--) {
+#if defined(__x86_64__)
+                    if (p == 2) llmops_kern_avx512_vbmi(vb ? -1 : 0);
+#endif
+                    for (size_t t = 0; t < 3; t++) {
+                        CHECK_OK(llmops_matvec(type, W, rows, cols, X + t * cols, Y, pool2, &err), err);
+                        for (size_t r = 0; r < rows; r++) {
+                            double tol, want = exact_dot(Wf + r * cols, X + t * cols, cols, type, &tol);
+                            CHECK_MSG(fabs(Y[r] - want) <= tol,
+                                      "%s%s %s %zux%zu matvec row %zu: %.9g, exact %.9g, tol %.3g", paths[p],
+                                      vb ? "" : " (no VBMI)", llmops_dtype_name(type), rows, cols, r, (double)Y[r],
+                                      want, tol);
+                        }
                     }
                 }
+#if defined(__x86_64__)
+                if (p == 2) llmops_kern_avx512_vbmi(-1);
+#endif
             }
             free(W), free(Wf), free(xq), free(X), free(Y), free(ref);
         }
