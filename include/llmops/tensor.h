@@ -106,6 +106,10 @@ float llmops_bf16_to_fp32(uint16_t b);
  * src and dst may not overlap. */
 void llmops_fp32_to_fp16_row(const float *src, uint16_t *dst, size_t n);
 
+/* 1 when the CPU has F16C and AVX and the OS saves the ymm registers (x86-64), else 0; checked once.
+ * (clang's __builtin_cpu_supports does not know "f16c".) */
+int llmops_cpu_has_f16c(void);
+
 /*
  * Converts n elements between the float types F32, F16, BF16 and F64
  * (source F64 only); returns UNSUPPORTED for other pairs. src and dst may not

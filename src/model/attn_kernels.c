@@ -56,14 +56,7 @@ static void cvt_f16_ref(const void *src, float *dst, size_t n) {
 }
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
-
-/* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c"). */
-static int has_f16c(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-}
 
 __attribute__((target("avx2,fma,f16c"))) static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -343,7 +336,7 @@ const attn_kernels *attn_kernels_get(int force_scalar) {
         static const attn_kernels avx2 = {dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2,
                                           qk16_avx2,    pv_avx2,      cvt_f16_avx2};
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) return &avx2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && llmops_cpu_has_f16c()) return &avx2;
 #endif
         return &scalar;
     }
@@ -351,7 +344,7 @@ const attn_kernels *attn_kernels_get(int force_scalar) {
         attn_kernels k = scalar;
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && llmops_cpu_has_f16c())
             k = (attn_kernels){dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2, qk16_avx2, pv_avx2, cvt_f16_avx2};
         /* decode's dot/axpy stay AVX2: one row of 64 is too short for the wider vectors to pay */
         if (k.qk16 == qk16_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -19,17 +19,21 @@
 /* ---- small helpers ----------------------------------------------------------------- */
 
 /* Y (n × rows) = X (n × cols) · Wᵀ (+ bias). */
+/* Y (n × rows) += bias for each of the n tokens; an F16/BF16 bias is converted once per call. */
+static void add_bias(llmops_context *ctx, const mview *b, float *Y, size_t n, int64_t rows) {
+    if (!b || !b->data) return;
+    const float *bias = b->data;
+    if (b->type != LLMOPS_DTYPE_F32) {
+        mm_dequant_row(b->type, b->data, ctx->wtmp, (size_t)b->cols);
+        bias = ctx->wtmp;
+    }
+    for (size_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < rows; r++) Y[t * (size_t)rows + (size_t)r] += bias[r];
+}
+
 static void linear(llmops_context *ctx, const mview *w, const mview *b, const float *X, size_t n, float *Y) {
     mm_matmul(w->type, w->data, (size_t)w->rows, (size_t)w->cols, X, n, Y, ctx->pool);
-    if (b && b->data) {
-        const float *bias = b->data;
-        if (b->type != LLMOPS_DTYPE_F32) { /* an F16/BF16 checkpoint: convert once per call */
-            mm_dequant_row(b->type, b->data, ctx->wtmp, (size_t)b->cols);
-            bias = ctx->wtmp;
-        }
-        for (size_t t = 0; t < n; t++)
-            for (int64_t r = 0; r < w->rows; r++) Y[t * (size_t)w->rows + (size_t)r] += bias[r];
-    }
+    add_bias(ctx, b, Y, n, w->rows);
 }
 
 /* Y_p (n × rows_p) = X (n × cols) · W_pᵀ (+ bias_p) for 2 or 3 weights sharing X, in one parallel region
@@ -43,27 +47,7 @@ static void linear_multi(llmops_context *ctx, const mview *const *w, const mview
         work += (uint64_t)w[p]->rows * (uint64_t)w[p]->cols * n;
     }
     llmops_matmul_multi(parts, np, (size_t)w[0]->cols, X, n, work < (1u << 16) ? NULL : ctx->pool, NULL);
-    for (size_t p = 0; p < np; p++) {
-        if (!b[p] || !b[p]->data) continue;
-        const float *bias = b[p]->data;
-        if (b[p]->type != LLMOPS_DTYPE_F32) {
-            mm_dequant_row(b[p]->type, b[p]->data, ctx->wtmp, (size_t)b[p]->cols);
-            bias = ctx->wtmp;
-        }
-        for (size_t t = 0; t < n; t++)
-            for (int64_t r = 0; r < w[p]->rows; r++) Y[p][t * (size_t)w[p]->rows + (size_t)r] += bias[r];
-    }
-}
-
-/* A 1-D weight as floats (norm weights and biases are F32; others are converted once per use). */
-static void add_bias(llmops_context *ctx, const mview *b, float *y, int64_t rows) {
-    if (!b->data) return;
-    const float *bias = b->data;
-    if (b->type != LLMOPS_DTYPE_F32) {
-        mm_dequant_row(b->type, b->data, ctx->wtmp, (size_t)b->cols);
-        bias = ctx->wtmp;
-    }
-    for (int64_t r = 0; r < rows; r++) y[r] += bias[r];
+    for (size_t p = 0; p < np; p++) add_bias(ctx, b[p], Y[p], n, w[p]->rows);
 }
 
 /* Single-token products that share their input go to the pool together. */
@@ -72,11 +56,12 @@ static void linear2(llmops_context *ctx, const mview *w1, const mview *b1, float
     mm_part parts[3] = {{w1->type, w1->data, (size_t)w1->rows, y1}, {w2->type, w2->data, (size_t)w2->rows, y2},
                         {w3 ? w3->type : 0, w3 ? w3->data : NULL, w3 ? (size_t)w3->rows : 0, y3}};
     mm_matvec_multi(parts, w3 ? 3 : 2, (size_t)w1->cols, x, ctx->pool);
-    add_bias(ctx, b1, y1, w1->rows);
-    add_bias(ctx, b2, y2, w2->rows);
-    if (w3) add_bias(ctx, b3, y3, w3->rows);
+    add_bias(ctx, b1, y1, 1, w1->rows);
+    add_bias(ctx, b2, y2, 1, w2->rows);
+    if (w3) add_bias(ctx, b3, y3, 1, w3->rows);
 }
 
+/* A 1-D weight as floats (norm weights and biases are F32; others are converted once per use). */
 static const float *f32_of(const mview *v, float *tmp) {
     if (v->type == LLMOPS_DTYPE_F32) return v->data;
     mm_dequant_row(v->type, v->data, tmp, (size_t)v->cols);

@@ -155,9 +155,21 @@ __attribute__((target("avx,f16c"))) static void fp32_to_fp16_row_f16c(const floa
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) dst[i] = llmops_fp32_to_fp16(src[i]);
 }
+#endif
+
+void llmops_fp32_to_fp16_row(const float *src, uint16_t *dst, size_t n) {
+#if defined(__x86_64__)
+    if (llmops_cpu_has_f16c()) {
+        fp32_to_fp16_row_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = llmops_fp32_to_fp16(src[i]);
+}
 
 /* AVX (CPUID.1:ECX bit 28, with the OS saving the ymm state: OSXSAVE bit 27 and XCR0 bits 1-2) and F16C (bit 29). */
-static int cpu_has_f16c(void) {
+int llmops_cpu_has_f16c(void) {
+#if defined(__x86_64__)
     static int known = -1; /* racing threads compute the same answer */
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (k < 0) {
@@ -171,17 +183,9 @@ static int cpu_has_f16c(void) {
         __atomic_store_n(&known, k, __ATOMIC_RELAXED);
     }
     return k;
-}
+#else
+    return 0;
 #endif
-
-void llmops_fp32_to_fp16_row(const float *src, uint16_t *dst, size_t n) {
-#if defined(__x86_64__)
-    if (cpu_has_f16c()) {
-        fp32_to_fp16_row_f16c(src, dst, n);
-        return;
-    }
-#endif
-    for (size_t i = 0; i < n; i++) dst[i] = llmops_fp32_to_fp16(src[i]);
 }
 
 float llmops_fp16_to_fp32(uint16_t h) {

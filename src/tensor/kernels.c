@@ -19,10 +19,6 @@
 #include "llmops/alloc.h"
 #include "llmops/kernels.h"
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
-
 static float f16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -206,11 +202,8 @@ enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_N };
 static int cpu_has(int isa) {
     if (isa == ISA_SCALAR) return 1;
 #if defined(__x86_64__)
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    int f16c = (c >> 29) & 1;
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && llmops_cpu_has_f16c();
     if (isa == ISA_AVX2) return avx2;
     if (isa == ISA_AVX512)
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
