@@ -6,6 +6,7 @@
 #include <string.h>
 
 llmops_status dynlib_load(dynlib *lib, const dynlib_desc *d, llmops_error *err) {
+    if (__atomic_load_n(&lib->ready, __ATOMIC_ACQUIRE)) return LLMOPS_OK; /* the trainer asks before each product */
     pthread_mutex_lock(&lib->lock);
     if (!lib->desc) { /* the first caller tries; everyone after gets its outcome */
         lib->desc = d;
@@ -33,6 +34,7 @@ llmops_status dynlib_load(dynlib *lib, const dynlib_desc *d, llmops_error *err) 
     }
     llmops_status st = LLMOPS_OK;
     if (!lib->handle) st = llmops_error_set(err, lib->err.code, "%s", lib->err.msg);
+    else __atomic_store_n(&lib->ready, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&lib->lock);
     return st;
 }

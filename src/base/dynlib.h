@@ -37,9 +37,10 @@ typedef struct dynlib {
     void *handle;                 /* NULL: not loaded (see err)           */
     void *sym[DYNLIB_MAX_SYMS];   /* desc->syms[i]'s address              */
     llmops_error err;             /* why the load failed, replayed to every caller */
+    int ready;                    /* 1 once loaded: later calls skip the lock (atomic) */
 } dynlib;
 
-#define DYNLIB_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, {NULL}, {LLMOPS_OK, {0}}}
+#define DYNLIB_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, {NULL}, {LLMOPS_OK, {0}}, 0}
 
 /*
  * Opens the library described by `d` once per process (thread-safe; later
