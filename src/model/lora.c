@@ -522,7 +522,7 @@ llmops_status llmops_context_set_adapters(llmops_context *ctx, llmops_adapter *c
     if (n == 0) return LLMOPS_OK;
     ctx->lora = llmops_calloc(n, sizeof *ctx->lora);
     ctx->lora_scale = llmops_calloc(n, sizeof *ctx->lora_scale);
-    ctx->lora_tmp = llmops_malloc((size_t)ctx->scratch_tokens * (size_t)r_max * sizeof(float));
+    ctx->lora_tmp = llmops_malloc((size_t)ctx->slice_tokens * (size_t)r_max * sizeof(float));
     if (!ctx->lora || !ctx->lora_scale || !ctx->lora_tmp) {
         lora_ctx_free(ctx);
         return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");

@@ -3,10 +3,13 @@
  * architecture descriptor, over a batch of tokens from several sequences that
  * share one KV cache of cells (position + sequence set), as in llama.cpp.
  *
- * Shapes (n = tokens in the batch, d = hidden, hd = head dim):
+ * Shapes (n = tokens in the chunk, s = tokens in a slice of it, d = hidden,
+ * hd = head dim; see alloc_scratch):
  *   x   (n, d)            residual stream
- *   q   (n, n_heads·hd)   k, v (n, n_kv·hd)
- *   ff1, ff2 (n, ffn)     MLP activations
+ *   q   (n, n_heads·hd)   queries, then the attention's output over them (att)
+ *   h   (s, d)            normalized input, projections' outputs
+ *   kk, vv (s, n_kv·hd)   keys and values on their way to the cache
+ *   ff1, ff2 (s, ffn)     MLP activations
  */
 #include <math.h>
 #include <sched.h>
@@ -335,34 +338,63 @@ void llmops_context_params_init(llmops_context_params *p) {
 }
 
 /*
- * The batch's activations, n tokens each, in one allocation: the residual x
- * (d) and h (d), then one region that the attention half and the MLP half of
- * a layer take in turn, since nothing in it outlives its half:
- *   MLP:        ff1 (fw = max(ffn, qd + 2 kvd): also the fused QKV product) | ff2 (ffn)
- *   attention:  [the fused QKV product's slot] q (qd) | kk (kvd) | vv (kvd) | att (max(qd, d))
- * (the single-token path uses the same buffers, in the same order.)
+ * Scratch for chunks of up to n tokens, in one allocation. Only attention
+ * needs the whole chunk at once (every query against every key of it); the
+ * rest of a layer can run over the chunk a slice of s tokens at a time.
+ * Per token of the chunk: the residual x (d) and the queries q (qd); per
+ * token of a slice: h (d), then one region that the attention half and the
+ * MLP half of a layer take in turn:
+ *   attention:  [the fused QKV product (qd + 2 kvd)] kk (kvd) | vv (kvd)
+ *   MLP:        ff1 (ffn) | ff2 (ffn)
+ * The attention's output (att) goes over the queries: each work item of
+ * attend_block copies its queries into its thread's scratch before it
+ * writes the same rows and heads, and no two items share a row's head.
+ * Unsliced (s = n), q sits in the region after vv, as nothing of the
+ * attention half outlives the output projection.
+ * (The single-token path uses the same buffers, in the same order.)
+ *
+ * Slices cost prompt speed (every product re-reads and, on AVX-512, repacks
+ * its weights per slice, and each is a parallel region more), so the chunk
+ * is sliced only when its scratch would exceed 1/20 of the weights, leaving
+ * the rest of the 10% memory margin over weights + KV cache to the process;
+ * the slice is then the largest of 256, 128, 64 tokens (multiples of the
+ * products' token tiles) that fits, or 64. SmolLM-135M Q4_0 (76 MB of
+ * weights) takes 64-token slices: 3.3 MB for a 512-token chunk, not 8.7 MB.
  */
+static size_t scratch_floats(size_t n, size_t s, size_t d, size_t qd, size_t kvd, size_t f) {
+    size_t attn = qd + 4 * kvd + (s == n ? qd : 0), region = attn > 2 * f ? attn : 2 * f;
+    return n * d + (s < n ? n * qd : 0) + s * (d + region);
+}
+
 static llmops_status alloc_scratch(llmops_context *ctx, uint32_t n, llmops_error *err) {
     const llmops_arch *a = &ctx->m->arch;
     size_t d = (size_t)a->hidden_size, qd = (size_t)(a->n_heads * a->head_dim), kvd = kv_dim(ctx->m);
-    size_t f = (size_t)a->ffn_size, qkv = qd + 2 * kvd, fw = f > qkv ? f : qkv, attw = qd > d ? qd : d;
-    size_t mlp = fw + f, attn = qkv + qkv + attw, region = mlp > attn ? mlp : attn;
-    size_t per = 2 * d + region;
+    size_t f = (size_t)a->ffn_size, qkv = qd + 2 * kvd, s = n;
+    uint64_t budget = ctx->m->weight_bytes / 20 / sizeof(float);
+    if (scratch_floats(n, n, d, qd, kvd, f) > budget) {
+        s = 64;
+        for (size_t c = 256; c > 64; c /= 2)
+            if (c < n && scratch_floats(n, c, d, qd, kvd, f) <= budget) {
+                s = c;
+                break;
+            }
+        if (s > n) s = n;
+    }
     llmops_free(ctx->x);
-    ctx->x = llmops_malloc((size_t)n * per * sizeof(float));
+    ctx->x = llmops_malloc(scratch_floats(n, s, d, qd, kvd, f) * sizeof(float));
     if (!ctx->x) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory for a batch of %u tokens", n);
-    ctx->h = ctx->x + (size_t)n * d;
-    ctx->ff1 = ctx->h + (size_t)n * d;
-    ctx->ff2 = ctx->ff1 + (size_t)n * fw;
-    ctx->q = ctx->ff1 + (size_t)n * qkv;
-    ctx->kk = ctx->q + (size_t)n * qd;
-    ctx->vv = ctx->kk + (size_t)n * kvd;
-    ctx->att = ctx->vv + (size_t)n * kvd;
+    ctx->h = ctx->x + (size_t)n * d + (s < n ? (size_t)n * qd : 0);
+    ctx->ff1 = ctx->h + s * d;
+    ctx->ff2 = ctx->ff1 + s * f;
+    ctx->kk = ctx->ff1 + s * qkv;
+    ctx->vv = ctx->kk + s * kvd;
+    ctx->q = ctx->att = s < n ? ctx->x + (size_t)n * d : ctx->vv + s * kvd;
     llmops_free(ctx->wtmp);
-    size_t wt = 2 * (fw > d ? fw : d); /* a 1-D weight and a bias, converted */
+    size_t widest = f > qkv ? f : qkv, wt = 2 * (widest > d ? widest : d); /* a 1-D weight and a bias, converted */
     ctx->wtmp = llmops_malloc(wt * sizeof(float));
     if (!ctx->wtmp) return llmops_error_set(err, LLMOPS_ERR_NOMEM, "out of memory");
     ctx->scratch_tokens = n;
+    ctx->slice_tokens = (uint32_t)s;
     return LLMOPS_OK;
 }
 
@@ -641,6 +673,7 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
     size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, qd = (size_t)a->n_heads * hd, kvd = kv_dim(m);
     size_t f = (size_t)a->ffn_size;
     int bert = a->family == LLMOPS_ARCH_BERT;
+    size_t S = ctx->slice_tokens; /* the steps other than attention go a slice of S tokens at a time */
     float *tw = ctx->wtmp, *tb = ctx->wtmp + d; /* 1-D weights that are not F32 are converted here */
     /* cells for the new tokens */
     uint32_t *cell_of = llmops_malloc(n * sizeof *cell_of);
@@ -672,10 +705,12 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             for (size_t i = 0; i < d; i++) x[i] += te[i];
         }
     }
-    if (bert) {
-        memcpy(ctx->h, ctx->x, n * d * sizeof(float));
-        norm_rows(m, &m->embd_norm, &m->embd_norm_b, ctx->h, ctx->x, n, tw, tb);
-    }
+    if (bert)
+        for (size_t s0 = 0; s0 < n; s0 += S) {
+            size_t ns = n - s0 < S ? n - s0 : S;
+            memcpy(ctx->h, ctx->x + s0 * d, ns * d * sizeof(float));
+            norm_rows(m, &m->embd_norm, &m->embd_norm_b, ctx->h, ctx->x + s0 * d, ns, tw, tb);
+        }
     if (fused_ok(ctx, n)) {
         fused_job F = {ctx, it, cell_of[0], NULL};
         if (it[0].logits) {
@@ -694,42 +729,48 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
     }
     for (int l = 0; l < (int)a->n_layers; l++) {
         const mlayer *L = &m->layers[l];
-        /* attention input */
-        if (bert) memcpy(ctx->h, ctx->x, n * d * sizeof(float));
-        else norm_rows(m, &L->attn_norm, &L->attn_norm_b, ctx->x, ctx->h, n, tw, tb);
-        float *q = ctx->q;
-        if (L->wqkv.data) {
-            float *qkv = ctx->ff1; /* (n, qd + 2 kvd) */
-            linear(ctx, &L->wqkv, &L->bqkv, ctx->h, n, qkv);
-            if (ctx->n_lora) lora_apply(ctx, l, LW_QKV, ctx->h, n, qkv);
-            size_t w = qd + 2 * kvd;
-            for (size_t t = 0; t < n; t++) {
-                memcpy(q + t * qd, qkv + t * w, qd * sizeof(float));
-                memcpy(ctx->kk + t * kvd, qkv + t * w + qd, kvd * sizeof(float));
-                memcpy(ctx->vv + t * kvd, qkv + t * w + qd + kvd, kvd * sizeof(float));
+        /* q for the whole chunk; each slice's k and v go to the cache */
+        for (size_t s0 = 0; s0 < n; s0 += S) {
+            size_t ns = n - s0 < S ? n - s0 : S;
+            float *xs = ctx->x + s0 * d, *q = ctx->q + s0 * qd;
+            const float *in = xs; /* BERT: the residual itself */
+            if (!bert) {
+                norm_rows(m, &L->attn_norm, &L->attn_norm_b, xs, ctx->h, ns, tw, tb);
+                in = ctx->h;
             }
-        } else if (n == 1) {
-            linear2(ctx, &L->wq, &L->bq, q, &L->wk, &L->bk, ctx->kk, &L->wv, &L->bv, ctx->vv, ctx->h);
-        } else {
-            const mview *w3[3] = {&L->wq, &L->wk, &L->wv}, *b3[3] = {&L->bq, &L->bk, &L->bv};
-            float *y3[3] = {q, ctx->kk, ctx->vv};
-            linear_multi(ctx, w3, b3, y3, 3, ctx->h, n);
-        }
-        if (ctx->n_lora && !L->wqkv.data) {
-            lora_apply(ctx, l, LW_Q, ctx->h, n, q);
-            lora_apply(ctx, l, LW_K, ctx->h, n, ctx->kk);
-            lora_apply(ctx, l, LW_V, ctx->h, n, ctx->vv);
-        }
-        if (a->pos == LLMOPS_POS_ROPE)
-            for (size_t t = 0; t < n; t++) {
-                float *cs = ctx->rope_cs;
-                rope_table(m, it[t].pos, cs);
-                for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, cs);
-                for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, cs);
+            if (L->wqkv.data) {
+                float *qkv = ctx->ff1; /* (ns, qd + 2 kvd) */
+                linear(ctx, &L->wqkv, &L->bqkv, in, ns, qkv);
+                if (ctx->n_lora) lora_apply(ctx, l, LW_QKV, in, ns, qkv);
+                size_t w = qd + 2 * kvd;
+                for (size_t t = 0; t < ns; t++) {
+                    memcpy(q + t * qd, qkv + t * w, qd * sizeof(float));
+                    memcpy(ctx->kk + t * kvd, qkv + t * w + qd, kvd * sizeof(float));
+                    memcpy(ctx->vv + t * kvd, qkv + t * w + qd + kvd, kvd * sizeof(float));
+                }
+            } else if (ns == 1) {
+                linear2(ctx, &L->wq, &L->bq, q, &L->wk, &L->bk, ctx->kk, &L->wv, &L->bv, ctx->vv, in);
+            } else {
+                const mview *w3[3] = {&L->wq, &L->wk, &L->wv}, *b3[3] = {&L->bq, &L->bk, &L->bv};
+                float *y3[3] = {q, ctx->kk, ctx->vv};
+                linear_multi(ctx, w3, b3, y3, 3, in, ns);
             }
-        for (size_t t = 0; t < n; t++) {
-            kv_store(ctx, kv_row(ctx, ctx->k, l, cell_of[t]), ctx->kk + t * kvd, kvd);
-            kv_store(ctx, kv_row(ctx, ctx->v, l, cell_of[t]), ctx->vv + t * kvd, kvd);
+            if (ctx->n_lora && !L->wqkv.data) {
+                lora_apply(ctx, l, LW_Q, in, ns, q);
+                lora_apply(ctx, l, LW_K, in, ns, ctx->kk);
+                lora_apply(ctx, l, LW_V, in, ns, ctx->vv);
+            }
+            if (a->pos == LLMOPS_POS_ROPE)
+                for (size_t t = 0; t < ns; t++) {
+                    float *cs = ctx->rope_cs;
+                    rope_table(m, it[s0 + t].pos, cs);
+                    for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, cs);
+                    for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, cs);
+                }
+            for (size_t t = 0; t < ns; t++) {
+                kv_store(ctx, kv_row(ctx, ctx->k, l, cell_of[s0 + t]), ctx->kk + t * kvd, kvd);
+                kv_store(ctx, kv_row(ctx, ctx->v, l, cell_of[s0 + t]), ctx->vv + t * kvd, kvd);
+            }
         }
         /* the new cells become visible to this layer's attention */
         for (size_t t = 0; t < n; t++) {
@@ -737,48 +778,54 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             ctx->cells[cell_of[t]].seqs = (uint64_t)1 << it[t].seq;
             if (cell_of[t] + 1 > ctx->used_hi) ctx->used_hi = cell_of[t] + 1;
         }
+        /* att over q (see alloc_scratch) */
         attn_job J = {ctx, it, cell_of, n, l, bert};
         size_t work = n * (size_t)a->n_heads * ctx->used_hi * hd;
         size_t items = (n + ctx->attn_qblk - 1) / ctx->attn_qblk * (size_t)a->n_kv_heads;
         if (work >= (1u << 15)) llmops_threadpool_parallel_for(ctx->pool, items, 1, attend_range, &J);
         else attend_range(&J, 0, items, 0);
-        linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->h);
-        if (ctx->n_lora) lora_apply(ctx, l, LW_O, ctx->att, n, ctx->h);
-        for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
-        if (bert) {
-            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
-            norm_rows(m, &L->attn_out_norm, &L->attn_out_norm_b, ctx->h, ctx->x, n, tw, tb);
-            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
-        } else {
-            norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, ctx->h, n, tw, tb);
-        }
-        /* MLP */
-        if (a->gated_ffn && n == 1) {
-            linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
-        } else if (a->gated_ffn) {
-            const mview *w2[2] = {&L->w_up, &L->w_gate}, *b2[2] = {&L->b_up, &L->b_gate};
-            float *y2[2] = {ctx->ff1, ctx->ff2};
-            linear_multi(ctx, w2, b2, y2, 2, ctx->h, n);
-        } else {
-            linear(ctx, &L->w_up, &L->b_up, ctx->h, n, ctx->ff1);
-        }
-        if (ctx->n_lora) {
-            lora_apply(ctx, l, LW_UP, ctx->h, n, ctx->ff1);
-            if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, n, ctx->ff2);
-        }
-        if (a->gated_ffn) {
-            if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1, ctx->ff2, n * f);
-            else
-                for (size_t i = 0; i < n * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
-        } else {
-            for (size_t i = 0; i < n * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
-        }
-        linear(ctx, &L->w_down, &L->b_down, ctx->ff1, n, ctx->h);
-        if (ctx->n_lora) lora_apply(ctx, l, LW_DOWN, ctx->ff1, n, ctx->h);
-        for (size_t i = 0; i < n * d; i++) ctx->x[i] += ctx->h[i];
-        if (bert) {
-            memcpy(ctx->h, ctx->x, n * d * sizeof(float));
-            norm_rows(m, &L->out_norm, &L->out_norm_b, ctx->h, ctx->x, n, tw, tb);
+        /* the output projection and the MLP, a slice at a time */
+        for (size_t s0 = 0; s0 < n; s0 += S) {
+            size_t ns = n - s0 < S ? n - s0 : S;
+            float *xs = ctx->x + s0 * d, *att = ctx->att + s0 * qd;
+            linear(ctx, &L->wo, &L->bo, att, ns, ctx->h);
+            if (ctx->n_lora) lora_apply(ctx, l, LW_O, att, ns, ctx->h);
+            for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
+            if (bert) {
+                memcpy(ctx->h, xs, ns * d * sizeof(float));
+                norm_rows(m, &L->attn_out_norm, &L->attn_out_norm_b, ctx->h, xs, ns, tw, tb);
+                memcpy(ctx->h, xs, ns * d * sizeof(float));
+            } else {
+                norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, xs, ctx->h, ns, tw, tb);
+            }
+            if (a->gated_ffn && ns == 1) {
+                linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
+            } else if (a->gated_ffn) {
+                const mview *w2[2] = {&L->w_up, &L->w_gate}, *b2[2] = {&L->b_up, &L->b_gate};
+                float *y2[2] = {ctx->ff1, ctx->ff2};
+                linear_multi(ctx, w2, b2, y2, 2, ctx->h, ns);
+            } else {
+                linear(ctx, &L->w_up, &L->b_up, ctx->h, ns, ctx->ff1);
+            }
+            if (ctx->n_lora) {
+                lora_apply(ctx, l, LW_UP, ctx->h, ns, ctx->ff1);
+                if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, ns, ctx->ff2);
+            }
+            if (a->gated_ffn) {
+                if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1, ctx->ff2, ns * f);
+                else
+                    for (size_t i = 0; i < ns * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
+            } else {
+                for (size_t i = 0; i < ns * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
+            }
+            /* down over h: the slice's MLP input is used up */
+            linear(ctx, &L->w_down, &L->b_down, ctx->ff1, ns, ctx->h);
+            if (ctx->n_lora) lora_apply(ctx, l, LW_DOWN, ctx->ff1, ns, ctx->h);
+            for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
+            if (bert) {
+                memcpy(ctx->h, xs, ns * d * sizeof(float));
+                norm_rows(m, &L->out_norm, &L->out_norm_b, ctx->h, xs, ns, tw, tb);
+            }
         }
     }
     /* outputs */

@@ -64,7 +64,8 @@ struct llmops_context {
     float *out;                /* n_out × out_width */
     size_t *out_index;         /* item → row in out, or SIZE_MAX */
     size_t out_cap_items, out_rows_cap, out_width;
-    /* scratch, sized for n_batch tokens */
+    /* scratch (alloc_scratch in model_eval.c): x, q for scratch_tokens tokens (a chunk of the batch),
+     * the others for slice_tokens; att is q */
     float *x, *h, *q, *kk, *vv, *att, *ff1, *ff2, *wtmp;
     /* attention scratch, attn_stride floats per thread (see attend_block) */
     float *scores;
@@ -75,11 +76,11 @@ struct llmops_context {
     size_t fused_d, fused_stride;
     atomic_size_t *fused_ctr;  /* work counters, one per phase of the token     */
     size_t fused_n_ctr;
-    uint32_t scratch_tokens;
+    uint32_t scratch_tokens, slice_tokens;
     /* LoRA adapters applied after the adapted products (src/model/lora.c) */
     const struct llmops_adapter **lora;
     float *lora_scale;         /* the user's scale of each                     */
-    float *lora_tmp;           /* (scratch_tokens, largest rank)               */
+    float *lora_tmp;           /* (slice_tokens, largest rank)                 */
     size_t n_lora;
 };
 

@@ -170,6 +170,48 @@ TEST(model_forked_prefix_equals_fresh_prefill) {
     llmops_model_free(m);
 }
 
+/* A prompt longer than one slice of the batched path (for a model this small the chunk runs 64 tokens at a
+ * time, see alloc_scratch) and not a multiple of it, as one batch and as chunks of 100 (n_batch), gives the
+ * logits of the same tokens decoded one at a time. */
+TEST(model_prefill_across_slices_equals_decode) {
+    enum { N = 150 };
+    llmops_error err = {0};
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(stories(), NULL, &m, &err), err);
+    size_t V = (size_t)llmops_model_n_vocab(m);
+    int32_t toks[N];
+    for (size_t i = 0; i < N; i++) toks[i] = i ? (int32_t)(3 + (i * 131 + 7) % (V - 3)) : 1;
+    llmops_context *one = make_ctx(m, 256, 1, LLMOPS_KV_F32, 1);
+    CHECK(one != NULL);
+    float *ref = malloc(N * V * sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        llmops_batch_item it = {toks[i], (int32_t)i, 0, 1};
+        CHECK_OK(llmops_decode(one, &it, 1, &err), err);
+        memcpy(ref + i * V, llmops_get_logits(one, 0), V * sizeof(float));
+    }
+    for (int chunked = 0; chunked < 2; chunked++) {
+        llmops_context_params cp;
+        llmops_context_params_init(&cp);
+        cp.n_ctx = 256;
+        cp.n_batch = chunked ? 100 : 512;
+        cp.kv_type = LLMOPS_KV_F32;
+        cp.n_threads = 2;
+        llmops_context *ctx = NULL;
+        CHECK_OK(llmops_context_create(m, &cp, &ctx, &err), err);
+        float *all = prefill_all(ctx, toks, N, 0, V);
+        CHECK(all != NULL);
+        for (size_t i = 0; i < N; i++) {
+            float d = max_abs_diff(all + i * V, ref + i * V, V);
+            CHECK_MSG(d < 1e-4f, "n_batch %u, position %zu: max |diff| %g", cp.n_batch, i, d);
+        }
+        free(all);
+        llmops_context_free(ctx);
+    }
+    free(ref);
+    llmops_context_free(one);
+    llmops_model_free(m);
+}
+
 /* The llama2.c file, its GGUF (interleaved RoPE) and its Hugging Face export
  * (rotate-half RoPE on permuted weights) are the same network. */
 TEST(model_layouts_agree) {

@@ -163,6 +163,60 @@ TEST(model_ref_llama_bf16_weights) { random_model("llama", "--dtype bf16", 1e-4)
 /* a window shorter than the 20 test tokens, so it changes the logits */
 TEST(model_ref_mistral_sliding_window) { random_model_hf_only("mistral", "--sliding-window 6", 1e-4); }
 
+/* A prompt of 150 tokens, one batch: longer than one slice of the batched path (64 tokens for models this
+ * small, see alloc_scratch in model_eval.c) and not a multiple of it. */
+static void long_prompt(const char *arch) {
+    if (!have_torch()) SKIP("python3-torch is not installed");
+    enum { N = 150 };
+    const char *dir = test_tmpfile(arch);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, PY " %s --arch %s --out %s --size tiny --seed 4 >/dev/null", test_oracle("make_random_model.py"),
+             arch, dir);
+    CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
+    int32_t toks[N];
+    char list[N * 8];
+    size_t o = 0;
+    for (size_t i = 0; i < N; i++) {
+        toks[i] = (int32_t)((i * 37 + 11) % 300);
+        o += (size_t)snprintf(list + o, sizeof list - o, i ? ",%d" : "%d", toks[i]);
+    }
+    snprintf(cmd, sizeof cmd, PY " %s logits --model %s --tokens %s", test_oracle("torch_ref.py"), dir, list);
+    char *text = test_run_capture(cmd);
+    CHECK(text != NULL);
+    size_t n_ref;
+    float *ref = test_parse_floats(text, &n_ref);
+    free(text);
+    llmops_error err = {0};
+    llmops_model_params mp;
+    llmops_model_params_init(&mp);
+    mp.load_tokenizer = 0;
+    llmops_model *m;
+    CHECK_OK(llmops_model_load(dir, &mp, &m, &err), err);
+    llmops_context_params cp;
+    llmops_context_params_init(&cp);
+    cp.n_threads = 2;
+    cp.kv_type = LLMOPS_KV_F32;
+    llmops_context *ctx;
+    CHECK_OK(llmops_context_create(m, &cp, &ctx, &err), err);
+    size_t V = (size_t)llmops_model_n_vocab(m);
+    CHECK_EQ_INT(n_ref, N * V);
+    llmops_batch_item b[N];
+    for (size_t i = 0; i < N; i++) b[i] = (llmops_batch_item){toks[i], (int32_t)i, 0, 1};
+    CHECK_OK(llmops_decode(ctx, b, N, &err), err);
+    float *got = malloc(N * V * sizeof(float));
+    for (size_t i = 0; i < N; i++) memcpy(got + i * V, llmops_get_logits(ctx, i), V * sizeof(float));
+    double e = rel_err(got, ref, n_ref);
+    CHECK_MSG(e < 1e-4, "%s, %d tokens: relative max error %.3g", arch, N, e);
+    free(got);
+    free(ref);
+    llmops_context_free(ctx);
+    llmops_model_free(m);
+}
+
+TEST(model_ref_llama_long_prompt) { long_prompt("llama"); }
+/* the fused QKV product */
+TEST(model_ref_gpt2_long_prompt) { long_prompt("gpt2"); }
+
 TEST(model_ref_tiny_random_gpt2) {
     const char *dir = test_asset("hf/tiny-random-gpt2");
     if (!dir) SKIP("hf/tiny-random-gpt2 not in ../shared/assets");
@@ -196,15 +250,25 @@ TEST(model_ref_bert_embeddings) {
     CHECK_OK(llmops_model_load(dir, NULL, &m, &err), err);
     llmops_context *ctx;
     CHECK_OK(llmops_context_create(m, NULL, &ctx, &err), err);
-    const char *text = "hello world";
-    llmops_tokens ids = {0};
-    CHECK_OK(llmops_tokenize(llmops_model_tokenizer(m), text, strlen(text), LLMOPS_TOKENIZE_ADD_SPECIAL, &ids, &err), err);
-    CHECK(ids.n >= 3 && ids.ids[0] == 101);
-    char toks[256];
-    size_t o = 0;
-    for (size_t i = 0; i < ids.n; i++) o += (size_t)snprintf(toks + o, sizeof toks - o, i ? ",%d" : "%d", ids.ids[i]);
+    /* a short text, and one longer than a slice of the batched path (64 tokens for this model, see
+     * alloc_scratch in model_eval.c) */
+    char long_text[256];
+    for (int i = 0; i < 90; i++) { /* one token per letter, digit or mark, in no repeating order */
+        long_text[2 * i] = "abcdefghijklmnopqrstuvwxyz0123456789.,!?"[(i * 7 + i / 40) % 40];
+        long_text[2 * i + 1] = ' ';
+    }
+    long_text[179] = 0;
+    const char *texts[2] = {"hello world", long_text};
     size_t d = (size_t)llmops_model_arch(m)->hidden_size;
     float *mine = malloc(d * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+    const char *text = texts[k];
+    llmops_tokens ids = {0};
+    CHECK_OK(llmops_tokenize(llmops_model_tokenizer(m), text, strlen(text), LLMOPS_TOKENIZE_ADD_SPECIAL, &ids, &err), err);
+    CHECK(ids.n >= (k ? 65u : 3u) && ids.ids[0] == 101);
+    char toks[2048];
+    size_t o = 0;
+    for (size_t i = 0; i < ids.n; i++) o += (size_t)snprintf(toks + o, sizeof toks - o, i ? ",%d" : "%d", ids.ids[i]);
     for (int pooling = 0; pooling < 2; pooling++) {
         snprintf(cmd, sizeof cmd, PY " %s embed --model %s --tokens %s --pooling %s", test_oracle("torch_ref.py"), dir, toks,
                  pooling ? "cls" : "mean");
@@ -216,11 +280,12 @@ TEST(model_ref_bert_embeddings) {
         CHECK_EQ_INT(n, d);
         CHECK_OK(llmops_embed(m, ctx, text, pooling ? LLMOPS_POOLING_CLS : LLMOPS_POOLING_MEAN, 1, mine, &err), err);
         double e = rel_err(mine, ref, d);
-        CHECK_MSG(e < 1e-4, "%s pooling: relative max error %.3g", pooling ? "cls" : "mean", e);
+        CHECK_MSG(e < 1e-4, "%zu tokens, %s pooling: relative max error %.3g", ids.n, pooling ? "cls" : "mean", e);
         free(ref);
     }
-    free(mine);
     llmops_tokens_free(&ids);
+    }
+    free(mine);
     llmops_context_free(ctx);
     llmops_model_free(m);
 }
