@@ -441,7 +441,7 @@ llmops_status llmops_context_create(const llmops_model *m, const llmops_context_
     ctx->v = llmops_malloc(per ? per : 1);
     ctx->attn_stride = attn_stride_of(m, n_ctx, &ctx->attn_qblk);
     int nth = llmops_threadpool_n_threads(ctx->pool);
-    ctx->rope_cs = llmops_malloc(((size_t)m->arch.rope_dim + 2) * sizeof(float));
+    ctx->rope_cs = llmops_malloc((size_t)nth * ((size_t)m->arch.rope_dim + 2) * sizeof(float)); /* one per thread */
     ctx->fused_d = ((size_t)m->arch.hidden_size + 15) & ~(size_t)15;
     /* per thread: the normalized vector, then its prepared form (at most 3 bytes per column + 192: F32 is not
      * copied) */
@@ -666,12 +666,81 @@ static void fused_token(void *vj, int ith, int nth) {
 
 /* ---- one pass over a chunk of the batch ------------------------------------------------------------ */
 
+/*
+ * The per-token steps between a slice's products (norms, RoPE and the cache
+ * stores, the activation, the residual sums) run on the pool too: on the
+ * calling thread alone they would leave the others idle long enough to go to
+ * sleep before every product. Each token is computed as on one thread.
+ */
+enum { STEP_NORM, STEP_ROPE_STORE, STEP_ADD_NORM, STEP_ACT, STEP_ADD };
+
+typedef struct {
+    llmops_context *ctx;
+    const llmops_batch_item *it;
+    const uint32_t *cell_of;
+    size_t s0;            /* the slice's first token in the chunk */
+    int layer, step;
+    const float *w, *b;   /* the norm's weight and bias (NULL: none), as floats */
+} slice_job;
+
+static void slice_tokens(void *vj, size_t begin, size_t end, int ith) {
+    const slice_job *J = vj;
+    llmops_context *ctx = J->ctx;
+    const llmops_model *m = ctx->m;
+    const llmops_arch *a = &m->arch;
+    size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, qd = (size_t)a->n_heads * hd, kvd = kv_dim(m);
+    size_t f = (size_t)a->ffn_size;
+    for (size_t t = begin; t < end; t++) {
+        float *x = ctx->x + (J->s0 + t) * d, *h = ctx->h + t * d;
+        switch (J->step) {
+        case STEP_ADD_NORM:
+            for (size_t i = 0; i < d; i++) x[i] += h[i];
+            /* fall through */
+        case STEP_NORM:
+            if (a->norm == LLMOPS_NORM_RMS) rms_norm(x, J->w, h, a->hidden_size, a->norm_eps);
+            else layer_norm(x, J->w, J->b, h, a->hidden_size, a->norm_eps);
+            break;
+        case STEP_ROPE_STORE: {
+            float *q = ctx->q + (J->s0 + t) * qd, *k = ctx->kk + t * kvd;
+            if (a->pos == LLMOPS_POS_ROPE) {
+                float *cs = ctx->rope_cs + (size_t)ith * ((size_t)a->rope_dim + 2);
+                rope_table(m, J->it[J->s0 + t].pos, cs);
+                for (int64_t hh = 0; hh < a->n_heads; hh++) rope(m, q + (size_t)hh * hd, cs);
+                for (int64_t hh = 0; hh < a->n_kv_heads; hh++) rope(m, k + (size_t)hh * hd, cs);
+            }
+            kv_store(ctx, kv_row(ctx, ctx->k, J->layer, J->cell_of[J->s0 + t]), k, kvd);
+            kv_store(ctx, kv_row(ctx, ctx->v, J->layer, J->cell_of[J->s0 + t]), ctx->vv + t * kvd, kvd);
+            break;
+        }
+        case STEP_ACT: {
+            float *u = ctx->ff1 + t * f, *g = ctx->ff2 + t * f;
+            if (!a->gated_ffn)
+                for (size_t i = 0; i < f; i++) u[i] = act(a->act, u[i]);
+            else if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(u, g, f);
+            else
+                for (size_t i = 0; i < f; i++) u[i] *= act(a->act, g[i]);
+            break;
+        }
+        default:
+            for (size_t i = 0; i < d; i++) x[i] += h[i];
+            break;
+        }
+    }
+}
+
+/* One step over the ns tokens of a slice: halves per thread (the tokens cost alike). */
+static void slice_step(slice_job *J, int step, size_t ns) {
+    J->step = step;
+    size_t nth = (size_t)llmops_threadpool_n_threads(J->ctx->pool);
+    if (ns < 2 || nth < 2 || llmops_threadpool_parallel_for(J->ctx->pool, ns, (ns + nth - 1) / nth, slice_tokens, J))
+        slice_tokens(J, 0, ns, 0);
+}
+
 static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it, size_t n, size_t out_row0,
                                 size_t item0, llmops_error *err) {
     const llmops_model *m = ctx->m;
     const llmops_arch *a = &m->arch;
     size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, qd = (size_t)a->n_heads * hd, kvd = kv_dim(m);
-    size_t f = (size_t)a->ffn_size;
     int bert = a->family == LLMOPS_ARCH_BERT;
     size_t S = ctx->slice_tokens; /* the steps other than attention go a slice of S tokens at a time */
     float *tw = ctx->wtmp, *tb = ctx->wtmp + d; /* 1-D weights that are not F32 are converted here */
@@ -734,8 +803,11 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             size_t ns = n - s0 < S ? n - s0 : S;
             float *xs = ctx->x + s0 * d, *q = ctx->q + s0 * qd;
             const float *in = xs; /* BERT: the residual itself */
+            slice_job SJ = {ctx, it, cell_of, s0, l, 0, NULL, NULL};
             if (!bert) {
-                norm_rows(m, &L->attn_norm, &L->attn_norm_b, xs, ctx->h, ns, tw, tb);
+                SJ.w = f32_of(&L->attn_norm, tw);
+                SJ.b = L->attn_norm_b.data ? f32_of(&L->attn_norm_b, tb) : NULL;
+                slice_step(&SJ, STEP_NORM, ns);
                 in = ctx->h;
             }
             if (L->wqkv.data) {
@@ -760,17 +832,7 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
                 lora_apply(ctx, l, LW_K, in, ns, ctx->kk);
                 lora_apply(ctx, l, LW_V, in, ns, ctx->vv);
             }
-            if (a->pos == LLMOPS_POS_ROPE)
-                for (size_t t = 0; t < ns; t++) {
-                    float *cs = ctx->rope_cs;
-                    rope_table(m, it[s0 + t].pos, cs);
-                    for (int64_t h = 0; h < a->n_heads; h++) rope(m, q + t * qd + (size_t)h * hd, cs);
-                    for (int64_t h = 0; h < a->n_kv_heads; h++) rope(m, ctx->kk + t * kvd + (size_t)h * hd, cs);
-                }
-            for (size_t t = 0; t < ns; t++) {
-                kv_store(ctx, kv_row(ctx, ctx->k, l, cell_of[s0 + t]), ctx->kk + t * kvd, kvd);
-                kv_store(ctx, kv_row(ctx, ctx->v, l, cell_of[s0 + t]), ctx->vv + t * kvd, kvd);
-            }
+            slice_step(&SJ, STEP_ROPE_STORE, ns);
         }
         /* the new cells become visible to this layer's attention */
         for (size_t t = 0; t < n; t++) {
@@ -788,15 +850,18 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
         for (size_t s0 = 0; s0 < n; s0 += S) {
             size_t ns = n - s0 < S ? n - s0 : S;
             float *xs = ctx->x + s0 * d, *att = ctx->att + s0 * qd;
+            slice_job SJ = {ctx, it, cell_of, s0, l, 0, NULL, NULL};
             linear(ctx, &L->wo, &L->bo, att, ns, ctx->h);
             if (ctx->n_lora) lora_apply(ctx, l, LW_O, att, ns, ctx->h);
-            for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
             if (bert) {
+                for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
                 memcpy(ctx->h, xs, ns * d * sizeof(float));
                 norm_rows(m, &L->attn_out_norm, &L->attn_out_norm_b, ctx->h, xs, ns, tw, tb);
                 memcpy(ctx->h, xs, ns * d * sizeof(float));
             } else {
-                norm_rows(m, &L->ffn_norm, &L->ffn_norm_b, xs, ctx->h, ns, tw, tb);
+                SJ.w = f32_of(&L->ffn_norm, tw);
+                SJ.b = L->ffn_norm_b.data ? f32_of(&L->ffn_norm_b, tb) : NULL;
+                slice_step(&SJ, STEP_ADD_NORM, ns);
             }
             if (a->gated_ffn && ns == 1) {
                 linear2(ctx, &L->w_up, &L->b_up, ctx->ff1, &L->w_gate, &L->b_gate, ctx->ff2, NULL, NULL, NULL, ctx->h);
@@ -811,17 +876,11 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
                 lora_apply(ctx, l, LW_UP, ctx->h, ns, ctx->ff1);
                 if (a->gated_ffn) lora_apply(ctx, l, LW_GATE, ctx->h, ns, ctx->ff2);
             }
-            if (a->gated_ffn) {
-                if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1, ctx->ff2, ns * f);
-                else
-                    for (size_t i = 0; i < ns * f; i++) ctx->ff1[i] *= act(a->act, ctx->ff2[i]);
-            } else {
-                for (size_t i = 0; i < ns * f; i++) ctx->ff1[i] = act(a->act, ctx->ff1[i]);
-            }
+            slice_step(&SJ, STEP_ACT, ns);
             /* down over h: the slice's MLP input is used up */
             linear(ctx, &L->w_down, &L->b_down, ctx->ff1, ns, ctx->h);
             if (ctx->n_lora) lora_apply(ctx, l, LW_DOWN, ctx->ff1, ns, ctx->h);
-            for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
+            slice_step(&SJ, STEP_ADD, ns);
             if (bert) {
                 memcpy(ctx->h, xs, ns * d * sizeof(float));
                 norm_rows(m, &L->out_norm, &L->out_norm_b, ctx->h, xs, ns, tw, tb);
