@@ -353,13 +353,15 @@ void llmops_context_params_init(llmops_context_params *p) {
  * attention half outlives the output projection.
  * (The single-token path uses the same buffers, in the same order.)
  *
- * Slices cost prompt speed (every product re-reads and, on AVX-512, repacks
- * its weights per slice, and each is a parallel region more), so the chunk
- * is sliced only when its scratch would exceed 1/20 of the weights, leaving
- * the rest of the 10% memory margin over weights + KV cache to the process;
- * the slice is then the largest of 256, 128, 64 tokens (multiples of the
- * products' token tiles) that fits, or 64. SmolLM-135M Q4_0 (76 MB of
- * weights) takes 64-token slices: 3.3 MB for a 512-token chunk, not 8.7 MB.
+ * Slices cost some prompt speed (every product re-reads and, on AVX-512,
+ * repacks its weights per slice, and is a parallel region more; about 1% at
+ * 64 tokens on SmolLM-135M Q4_0 once the per-token steps between products
+ * run on the pool, see slice_step), so the chunk is sliced only when its
+ * scratch would exceed 1/20 of the weights, leaving the rest of the 10%
+ * memory margin over weights + KV cache to the process; the slice is then
+ * the largest of 256, 128, 64 tokens (multiples of the products' token
+ * tiles) that fits, or 64. SmolLM-135M Q4_0 (76 MB of weights) takes
+ * 64-token slices: 3.3 MB for a 512-token chunk, not 8.7 MB.
  */
 static size_t scratch_floats(size_t n, size_t s, size_t d, size_t qd, size_t kvd, size_t f) {
     size_t attn = qd + 4 * kvd + (s == n ? qd : 0), region = attn > 2 * f ? attn : 2 * f;
