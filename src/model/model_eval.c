@@ -175,7 +175,9 @@ typedef struct {
  * and laid out transposed, so the scores of all nq rows are small matrix
  * products (no horizontal sums); values likewise feed all rows at once. Every
  * row is computed the same way whatever else is in its block, so a token's
- * result does not depend on how the batch was cut.
+ * result does not depend on how the batch was cut. A decode step (fewer than 4
+ * rows) with an F16 cache reads the keys and values in place instead, each
+ * converted in registers once for all the group's rows.
  *
  * Per-thread scratch (attn_stride floats): Q and O (nq_max × hd), S (nq_max ×
  * ncp scores), Kt (hd × 16), Vb (16 × hd), then the visibility bytes
@@ -227,6 +229,10 @@ static void attend_block(attn_job *J, size_t w, int ith) {
     }
     size_t nblk = (chi + 15) / 16;
     const int f32 = ctx->p.kv_type == LLMOPS_KV_F32;
+    /* a decode step reads an F16 cache in place: the group's rows of cell 0, kd apart */
+    size_t kd = kv_dim(m);
+    const uint16_t *kf16 = (const uint16_t *)kv_row(ctx, ctx->k, J->layer, 0) + g * hd;
+    const uint16_t *vf16 = (const uint16_t *)kv_row(ctx, ctx->v, J->layer, 0) + g * hd;
     /* scores */
     for (size_t b = 0; b < nblk; b++) {
         size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
@@ -235,7 +241,11 @@ static void attend_block(attn_job *J, size_t w, int ith) {
             for (size_t c = 0; c < nc; c++) any |= vis[t * ncp + c0 + c];
         blk[b] = (uint8_t)any;
         if (!any) continue;
-        if (nq < 4) { /* a decode step: too few rows to pay for the transposition */
+        if (nq < 4 && !f32) { /* a decode step: too few rows to pay for the transposition */
+            K->qk_f16(kf16 + c0 * kd, kd, nc, Q, nq, hd, S + c0, ncp);
+            continue;
+        }
+        if (nq < 4) {
             for (size_t c = 0; c < nc; c++) {
                 const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
                 const float *kf = k;
@@ -262,6 +272,10 @@ static void attend_block(attn_job *J, size_t w, int ith) {
     for (size_t b = 0; b < nblk; b++) {
         if (!blk[b]) continue;
         size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
+        if (nq < 4 && !f32) {
+            K->pv_f16(S + c0, ncp, nq, vf16 + c0 * kd, kd, nc, hd, O);
+            continue;
+        }
         for (size_t c = 0; c < nc; c++) {
             const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
             if (f32) memcpy(Vb + c * hd, v, hd * sizeof(float));
