@@ -141,7 +141,7 @@ static void rope(const llmops_model *m, float *v, const float *cs) {
 
 /* ---- KV cache access -------------------------------------------------------------------- */
 
-enum { FUSED_PHASES = 5 };
+enum { FUSED_PHASES = 4 };
 
 static size_t kv_dim(const llmops_model *m) { return (size_t)(m->arch.n_kv_heads * m->arch.head_dim); }
 
@@ -522,20 +522,22 @@ static void fused_wait(atomic_size_t *c, size_t n) {
     }
 }
 
-/* A thread's activation vector prepared for the kernels once per phase (and per activation format). */
+/* A thread's activation vector prepared for the kernels once per phase (and per activation format), and
+ * the format of the last weight type seen (asked again only when the type changes). */
 typedef struct {
     const float *x;
     int fmt;
+    int type, type_fmt;
     uint8_t *buf;
 } fused_act;
 
 /* y = rows [r0, r1) of W · x (+ bias); x prepared in A unless it already is. */
 static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, size_t r1, const float *x, float *y) {
-    int fmt = llmops_act_format(w->type);
-    if (A->x != x || A->fmt != fmt) {
+    if (w->type != A->type) A->type = w->type, A->type_fmt = llmops_act_format(w->type);
+    if (A->x != x || A->fmt != A->type_fmt) {
         llmops_act_prepare(w->type, x, (size_t)w->cols, A->buf);
         A->x = x;
-        A->fmt = fmt;
+        A->fmt = A->type_fmt;
     }
     llmops_matvec_prepared(w->type, (const uint8_t *)w->data + r0 * w->row_bytes, r1 - r0, (size_t)w->cols, A->buf, x,
                            y + r0);
@@ -543,6 +545,18 @@ static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, 
         const float *bias = b->data;
         for (size_t r = r0; r < r1; r++) y[r] += bias[r];
     }
+}
+
+/* x += h over n floats, four at a time: -O2 vectorizes the four statements, not a loop of unknown length. */
+static void fused_add(float *restrict x, const float *restrict h, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        x[i] += h[i];
+        x[i + 1] += h[i + 1];
+        x[i + 2] += h[i + 2];
+        x[i + 3] += h[i + 3];
+    }
+    for (; i < n; i++) x[i] += h[i];
 }
 
 typedef struct {
@@ -584,18 +598,27 @@ static void fused_token(void *vj, int ith, int nth) {
     size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, nh = (size_t)a->n_heads, nkv = (size_t)a->n_kv_heads;
     size_t f = (size_t)a->ffn_size, group = nh / nkv;
     float *xn = ctx->fused_norm + (size_t)ith * ctx->fused_stride;
-    fused_act A = {NULL, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
+    fused_act A = {NULL, -1, -1, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
     size_t ph = 0;
     for (int l = 0; l < (int)a->n_layers; l++, ph += FUSED_PHASES) {
         const mlayer *L = &m->layers[l];
         fused_norm(m, &L->attn_norm, &L->attn_norm_b, ctx->x, xn);
         A.x = NULL;
         /* q, k, v by heads, a KV group after another (its k and v heads, then its q heads); each head rotated
-         * and, for k and v, stored where it is made. Then attention per KV group, as soon as the group's heads
-         * are all done: no barrier between the two, so a thread that runs out of heads starts attending. */
+         * and, for k and v, stored where it is made. A group's attention is the item after the next group's
+         * heads (by then its own heads are done or being made), the last group's at the end: no barrier
+         * between heads and attention, and the phase ends with two attention items, not all of them, so the
+         * threads finish it together. */
         atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
-        for (size_t u; (u = fused_next(ctx, ph, nh + 2 * nkv)) != SIZE_MAX;) {
-            size_t g = u / (group + 2), j = u % (group + 2);
+        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
+        for (size_t u; (u = fused_next(ctx, ph, nkv * (group + 3))) != SIZE_MAX;) {
+            size_t g = 0, j = u; /* head j of group g, or (j == group + 2) the attention of group g - 1 */
+            if (u >= group + 2) g = (u - (group + 2)) / (group + 3) + 1, j = (u - (group + 2)) % (group + 3);
+            if (j == group + 2 || g == nkv) {
+                fused_wait(&ready[g - 1], group + 2);
+                attend_block(&J, g - 1, ith);
+                continue;
+            }
             if (j >= 2) {
                 size_t h = g * group + j - 2;
                 fused_rows(&A, &L->wq, &L->bq, h * hd, (h + 1) * hd, xn, ctx->q);
@@ -610,21 +633,16 @@ static void fused_token(void *vj, int ith, int nth) {
             }
             atomic_fetch_add_explicit(&ready[g], 1, memory_order_release);
         }
-        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        for (size_t g; (g = fused_next(ctx, ph + 1, nkv)) != SIZE_MAX;) {
-            fused_wait(&ready[g], group + 2);
-            attend_block(&J, g, ith);
-        }
         fused_barrier(ctx, nth);
         /* output projection into the residual, by row chunks */
-        for (size_t r0, r1; fused_take(ctx, ph + 2, d, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 1, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->wo, &L->bo, r0, r1, ctx->att, ctx->h);
-            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
         fused_norm(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, xn);
         A.x = NULL;
-        for (size_t r0, r1; fused_take(ctx, ph + 3, f, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 2, f, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_up, &L->b_up, r0, r1, xn, ctx->ff1);
             fused_rows(&A, &L->w_gate, &L->b_gate, r0, r1, xn, ctx->ff2);
             if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1 + r0, ctx->ff2 + r0, r1 - r0);
@@ -632,9 +650,9 @@ static void fused_token(void *vj, int ith, int nth) {
                 for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
         }
         fused_barrier(ctx, nth);
-        for (size_t r0, r1; fused_take(ctx, ph + 4, d, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 3, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_down, &L->b_down, r0, r1, ctx->ff1, ctx->h);
-            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
     }
