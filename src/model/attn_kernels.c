@@ -50,6 +50,20 @@ static void pv_ref(const float *P, size_t lds, size_t nq, const float *V, size_t
         }
 }
 
+/* S[r·lds + c] = Σ_i Q[r·hd + i] · K[c·ldk + i] for r < nq, c < nc (K: nc F16 key rows ldk apart). */
+static void qk_f16_ref(const uint16_t *K, size_t ldk, size_t nc, const float *Q, size_t nq, size_t hd, float *S,
+                       size_t lds) {
+    for (size_t r = 0; r < nq; r++)
+        for (size_t c = 0; c < nc; c++) S[r * lds + c] = dot_f16_ref(K + c * ldk, Q + r * hd, hd);
+}
+
+/* O[r·hd + i] += Σ_{c < nc} P[r·lds + c] · V[c·ldv + i] for r < nq (V: nc F16 value rows ldv apart). */
+static void pv_f16_ref(const float *P, size_t lds, size_t nq, const uint16_t *V, size_t ldv, size_t nc, size_t hd,
+                       float *O) {
+    for (size_t r = 0; r < nq; r++)
+        for (size_t c = 0; c < nc; c++) axpy_f16_ref(V + c * ldv, P[r * lds + c], O + r * hd, hd);
+}
+
 static void cvt_f16_ref(const void *src, float *dst, size_t n) {
     const uint16_t *h = src;
     for (size_t i = 0; i < n; i++) dst[i] = llmops_fp16_to_fp32(h[i]);
@@ -196,6 +210,22 @@ __attribute__((target("avx2,fma,f16c"))) static void cvt_f16_avx2(const void *sr
     for (; i < n; i++) dst[i] = llmops_fp16_to_fp32(h[i]);
 }
 
+/* Decode (a few query rows): each row against each key or value row straight from the cache; the rows are
+ * read from L1 after the first. */
+__attribute__((target("avx2,fma,f16c"))) static void qk_f16_avx2(const uint16_t *K, size_t ldk, size_t nc,
+                                                                  const float *Q, size_t nq, size_t hd, float *S,
+                                                                  size_t lds) {
+    for (size_t c = 0; c < nc; c++)
+        for (size_t r = 0; r < nq; r++) S[r * lds + c] = dot_f16_avx2(K + c * ldk, Q + r * hd, hd);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void pv_f16_avx2(const float *P, size_t lds, size_t nq,
+                                                                  const uint16_t *V, size_t ldv, size_t nc, size_t hd,
+                                                                  float *O) {
+    for (size_t c = 0; c < nc; c++)
+        for (size_t r = 0; r < nq; r++) axpy_f16_avx2(V + c * ldv, P[r * lds + c], O + r * hd, hd);
+}
+
 /*
  * AVX-512 (Zen 4 runs 512-bit ops as two halves, so the win is fewer
  * instructions and loads per FMA, not width): a key block row Kt[i·16..+16]
@@ -249,8 +279,15 @@ A512 static void qk16_avx512(const float *Q, size_t nq, size_t hd, const float *
     }
 }
 
-/* nr (a constant after inlining) output rows: 64 columns at a time, then masked slices of 16. */
-A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const float *V, size_t nc, size_t hd, float *O) {
+/* 16 values of a row from V + off: F32, or F16 converted in the register (f16 is a constant after inlining). */
+A512_INLINE __m512 ld_v512(const void *V, size_t off, __mmask16 m, int f16) {
+    if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)V + off));
+    return _mm512_maskz_loadu_ps(m, (const float *)V + off);
+}
+
+/* nr (a constant after inlining) output rows, value rows ldv apart: 64 columns at a time, then masked slices of 16. */
+A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const void *V, size_t ldv, int f16, size_t nc,
+                            size_t hd, float *O) {
     size_t i = 0;
     for (; i + 64 <= hd; i += 64) {
         __m512 a[PV_ROWS][4];
@@ -259,9 +296,9 @@ A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const float *
 #pragma GCC unroll 4
             for (size_t j = 0; j < 4; j++) a[r][j] = _mm512_loadu_ps(O + r * hd + i + 16 * j);
         for (size_t c = 0; c < nc; c++) {
-            const float *v = V + c * hd + i;
-            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), v2 = _mm512_loadu_ps(v + 32),
-                   v3 = _mm512_loadu_ps(v + 48);
+            size_t v = c * ldv + i;
+            __m512 v0 = ld_v512(V, v, 0xffff, f16), v1 = ld_v512(V, v + 16, 0xffff, f16),
+                   v2 = ld_v512(V, v + 32, 0xffff, f16), v3 = ld_v512(V, v + 48, 0xffff, f16);
 #pragma GCC unroll 6
             for (size_t r = 0; r < nr; r++) {
                 __m512 b = _mm512_set1_ps(P[r * lds + c]);
@@ -282,7 +319,7 @@ A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const float *
 #pragma GCC unroll 6
         for (size_t r = 0; r < nr; r++) a[r] = _mm512_maskz_loadu_ps(m, O + r * hd + i);
         for (size_t c = 0; c < nc; c++) {
-            __m512 v = _mm512_maskz_loadu_ps(m, V + c * hd + i);
+            __m512 v = ld_v512(V, c * ldv + i, m, f16);
 #pragma GCC unroll 6
             for (size_t r = 0; r < nr; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(P[r * lds + c]), v, a[r]);
         }
@@ -291,19 +328,91 @@ A512_INLINE void pv_rows512(const float *P, size_t lds, size_t nr, const float *
     }
 }
 
-A512 static void pv_avx512(const float *P, size_t lds, size_t nq, const float *V, size_t nc, size_t hd, float *O) {
+A512_INLINE void pv_any512(const float *P, size_t lds, size_t nq, const void *V, size_t ldv, int f16, size_t nc,
+                           size_t hd, float *O) {
     size_t r = 0;
     while (r < nq) {
         size_t left = nq - r, chunks = (left + PV_ROWS - 1) / PV_ROWS, nr = (left + chunks - 1) / chunks;
         const float *p = P + r * lds;
         float *o = O + r * hd;
         switch (nr) {
-        case 6: pv_rows512(p, lds, 6, V, nc, hd, o); break;
-        case 5: pv_rows512(p, lds, 5, V, nc, hd, o); break;
-        case 4: pv_rows512(p, lds, 4, V, nc, hd, o); break;
-        case 3: pv_rows512(p, lds, 3, V, nc, hd, o); break;
-        case 2: pv_rows512(p, lds, 2, V, nc, hd, o); break;
-        default: pv_rows512(p, lds, 1, V, nc, hd, o); break;
+        case 6: pv_rows512(p, lds, 6, V, ldv, f16, nc, hd, o); break;
+        case 5: pv_rows512(p, lds, 5, V, ldv, f16, nc, hd, o); break;
+        case 4: pv_rows512(p, lds, 4, V, ldv, f16, nc, hd, o); break;
+        case 3: pv_rows512(p, lds, 3, V, ldv, f16, nc, hd, o); break;
+        case 2: pv_rows512(p, lds, 2, V, ldv, f16, nc, hd, o); break;
+        default: pv_rows512(p, lds, 1, V, ldv, f16, nc, hd, o); break;
+        }
+        r += nr;
+    }
+}
+
+A512 static void pv_avx512(const float *P, size_t lds, size_t nq, const float *V, size_t nc, size_t hd, float *O) {
+    pv_any512(P, lds, nq, V, hd, 0, nc, hd, O);
+}
+
+/* Decode: the values straight from the cache, converted in registers (no pass through a buffer). */
+A512 static void pv_f16_avx512(const float *P, size_t lds, size_t nq, const uint16_t *V, size_t ldv, size_t nc,
+                               size_t hd, float *O) {
+    pv_any512(P, lds, nq, V, ldv, 1, nc, hd, O);
+}
+
+/* The four sums of a, b, c, d (lane-wise adds, then across the four 128-bit lanes). */
+A512_INLINE __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+    __m512 t = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)), _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+enum { QKD_ROWS = 4, QKD_CELLS = 4 };
+
+/* nr (a constant after inlining) query rows against the keys, four at a time: each key converted in
+ * registers once for all the rows, the 4 × 4 sums reduced together. The last group repeats its last key
+ * (within the cache) and stores only the real ones. */
+A512_INLINE void qk_f16_rows512(const uint16_t *K, size_t ldk, size_t nc, const float *Q, size_t nr, size_t hd,
+                                float *S, size_t lds) {
+    for (size_t c = 0; c < nc; c += QKD_CELLS) {
+        size_t mc = nc - c < QKD_CELLS ? nc - c : QKD_CELLS;
+        const uint16_t *k[QKD_CELLS];
+#pragma GCC unroll 4
+        for (size_t j = 0; j < QKD_CELLS; j++) k[j] = K + (c + (j < mc ? j : mc - 1)) * ldk;
+        __m512 a[QKD_ROWS][QKD_CELLS];
+#pragma GCC unroll 4
+        for (size_t r = 0; r < nr; r++)
+#pragma GCC unroll 4
+            for (size_t j = 0; j < QKD_CELLS; j++) a[r][j] = _mm512_setzero_ps();
+        for (size_t i = 0; i < hd; i += 16) {
+            __mmask16 m = hd - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - i)) - 1);
+            __m512 kv[QKD_CELLS];
+#pragma GCC unroll 4
+            for (size_t j = 0; j < QKD_CELLS; j++) kv[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, k[j] + i));
+#pragma GCC unroll 4
+            for (size_t r = 0; r < nr; r++) {
+                __m512 q = _mm512_maskz_loadu_ps(m, Q + r * hd + i);
+#pragma GCC unroll 4
+                for (size_t j = 0; j < QKD_CELLS; j++) a[r][j] = _mm512_fmadd_ps(q, kv[j], a[r][j]);
+            }
+        }
+        __mmask8 sm = (__mmask8)((1u << mc) - 1);
+#pragma GCC unroll 4
+        for (size_t r = 0; r < nr; r++) _mm_mask_storeu_ps(S + r * lds + c, sm, hsum4_512(a[r][0], a[r][1], a[r][2], a[r][3]));
+    }
+}
+
+A512 static void qk_f16_avx512(const uint16_t *K, size_t ldk, size_t nc, const float *Q, size_t nq, size_t hd, float *S,
+                               size_t lds) {
+    for (size_t r = 0; r < nq;) {
+        size_t nr = nq - r < QKD_ROWS ? nq - r : QKD_ROWS;
+        const float *q = Q + r * hd;
+        float *s = S + r * lds;
+        switch (nr) {
+        case 4: qk_f16_rows512(K, ldk, nc, q, 4, hd, s, lds); break;
+        case 3: qk_f16_rows512(K, ldk, nc, q, 3, hd, s, lds); break;
+        case 2: qk_f16_rows512(K, ldk, nc, q, 2, hd, s, lds); break;
+        default: qk_f16_rows512(K, ldk, nc, q, 1, hd, s, lds); break;
         }
         r += nr;
     }
@@ -329,12 +438,13 @@ static int g_ready;
  * stay covered on machines that would otherwise pick the AVX-512 ones.
  */
 const attn_kernels *attn_kernels_get(int force_scalar) {
-    static const attn_kernels scalar = {dot_f32_ref, dot_f16_ref, axpy_f32_ref, axpy_f16_ref, qk16_ref, pv_ref, cvt_f16_ref};
+    static const attn_kernels scalar = {dot_f32_ref, dot_f16_ref, axpy_f32_ref, axpy_f16_ref, qk16_ref,
+                                         pv_ref,      cvt_f16_ref, qk_f16_ref,   pv_f16_ref};
     if (force_scalar == 1) return &scalar;
     if (force_scalar == 2) {
 #if defined(__x86_64__)
-        static const attn_kernels avx2 = {dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2,
-                                          qk16_avx2,    pv_avx2,      cvt_f16_avx2};
+        static const attn_kernels avx2 = {dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2, qk16_avx2,
+                                          pv_avx2,      cvt_f16_avx2, qk_f16_avx2,   pv_f16_avx2};
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && llmops_cpu_has_f16c()) return &avx2;
 #endif
@@ -345,11 +455,13 @@ const attn_kernels *attn_kernels_get(int force_scalar) {
 #if defined(__x86_64__)
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && llmops_cpu_has_f16c())
-            k = (attn_kernels){dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2, qk16_avx2, pv_avx2, cvt_f16_avx2};
-        /* decode's dot/axpy stay AVX2: one row of 64 is too short for the wider vectors to pay */
+            k = (attn_kernels){dot_f32_avx2, dot_f16_avx2, axpy_f32_avx2, axpy_f16_avx2, qk16_avx2,
+                               pv_avx2,      cvt_f16_avx2, qk_f16_avx2,   pv_f16_avx2};
+        /* an F32 cache's decode dot stays AVX2: one row of 64 is too short for the wider vectors to pay */
         if (k.qk16 == qk16_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl"))
-            k.qk16 = qk16_avx512, k.pv = pv_avx512, k.cvt_f16 = cvt_f16_avx512;
+            k.qk16 = qk16_avx512, k.pv = pv_avx512, k.cvt_f16 = cvt_f16_avx512, k.qk_f16 = qk_f16_avx512,
+            k.pv_f16 = pv_f16_avx512;
 #endif
         g_kernels = k;
         __atomic_store_n(&g_ready, 1, __ATOMIC_RELEASE);

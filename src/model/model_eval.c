@@ -73,7 +73,7 @@ static const float *f32_of(const mview *v, float *tmp) {
 
 /* The sum of squares in four independent double chains: one chain's add latency made the norm, which
  * every thread of a decode step runs twice per layer, cost as much as a phase's synchronisation. */
-static void rms_norm(const float *x, const float *w, float *y, int64_t d, double eps) {
+static void rms_norm(const float *restrict x, const float *restrict w, float *restrict y, int64_t d, double eps) {
     double s4[4] = {0, 0, 0, 0};
     int64_t i4 = d & ~(int64_t)3;
     for (int64_t i = 0; i < i4; i += 4)
@@ -81,7 +81,10 @@ static void rms_norm(const float *x, const float *w, float *y, int64_t d, double
     double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
     for (int64_t i = i4; i < d; i++) ss += (double)x[i] * x[i];
     float s = (float)(1.0 / sqrt(ss / (double)d + eps));
-    for (int64_t i = 0; i < d; i++) y[i] = x[i] * s * w[i];
+    /* the scaling four at a time too (distinct buffers: -O2 vectorizes the four statements) */
+    for (int64_t i = 0; i < i4; i += 4)
+        for (int j = 0; j < 4; j++) y[i + j] = x[i + j] * s * w[i + j];
+    for (int64_t i = i4; i < d; i++) y[i] = x[i] * s * w[i];
 }
 
 static void layer_norm(const float *x, const float *w, const float *b, float *y, int64_t d, double eps) {
@@ -144,7 +147,7 @@ static void rope(const llmops_model *m, float *v, const float *cs) {
 
 /* ---- KV cache access -------------------------------------------------------------------- */
 
-enum { FUSED_PHASES = 5 };
+enum { FUSED_PHASES = 4 };
 
 static size_t kv_dim(const llmops_model *m) { return (size_t)(m->arch.n_kv_heads * m->arch.head_dim); }
 
@@ -178,7 +181,9 @@ typedef struct {
  * and laid out transposed, so the scores of all nq rows are small matrix
  * products (no horizontal sums); values likewise feed all rows at once. Every
  * row is computed the same way whatever else is in its block, so a token's
- * result does not depend on how the batch was cut.
+ * result does not depend on how the batch was cut. A decode step (fewer than 4
+ * rows) with an F16 cache reads the keys and values in place instead, each
+ * converted in registers once for all the group's rows.
  *
  * Per-thread scratch (attn_stride floats): Q and O (nq_max × hd), S (nq_max ×
  * ncp scores), Kt (hd × 16), Vb (16 × hd), then the visibility bytes
@@ -230,6 +235,10 @@ static void attend_block(attn_job *J, size_t w, int ith) {
     }
     size_t nblk = (chi + 15) / 16;
     const int f32 = ctx->p.kv_type == LLMOPS_KV_F32;
+    /* a decode step reads an F16 cache in place: the group's rows of cell 0, kd apart */
+    size_t kd = kv_dim(m);
+    const uint16_t *kf16 = (const uint16_t *)kv_row(ctx, ctx->k, J->layer, 0) + g * hd;
+    const uint16_t *vf16 = (const uint16_t *)kv_row(ctx, ctx->v, J->layer, 0) + g * hd;
     /* scores */
     for (size_t b = 0; b < nblk; b++) {
         size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
@@ -238,7 +247,11 @@ static void attend_block(attn_job *J, size_t w, int ith) {
             for (size_t c = 0; c < nc; c++) any |= vis[t * ncp + c0 + c];
         blk[b] = (uint8_t)any;
         if (!any) continue;
-        if (nq < 4) { /* a decode step: too few rows to pay for the transposition */
+        if (nq < 4 && !f32) { /* a decode step: too few rows to pay for the transposition */
+            K->qk_f16(kf16 + c0 * kd, kd, nc, Q, nq, hd, S + c0, ncp);
+            continue;
+        }
+        if (nq < 4) {
             for (size_t c = 0; c < nc; c++) {
                 const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
                 const float *kf = k;
@@ -265,6 +278,10 @@ static void attend_block(attn_job *J, size_t w, int ith) {
     for (size_t b = 0; b < nblk; b++) {
         if (!blk[b]) continue;
         size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
+        if (nq < 4 && !f32) {
+            K->pv_f16(S + c0, ncp, nq, vf16 + c0 * kd, kd, nc, hd, O);
+            continue;
+        }
         for (size_t c = 0; c < nc; c++) {
             const void *v = (const uint8_t *)kv_row(ctx, ctx->v, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
             if (f32) memcpy(Vb + c * hd, v, hd * sizeof(float));
@@ -542,20 +559,22 @@ static void fused_wait(atomic_size_t *c, size_t n) {
     }
 }
 
-/* A thread's activation vector prepared for the kernels once per phase (and per activation format). */
+/* A thread's activation vector prepared for the kernels once per phase (and per activation format), and
+ * the format of the last weight type seen (asked again only when the type changes). */
 typedef struct {
     const float *x;
     int fmt;
+    int type, type_fmt;
     uint8_t *buf;
 } fused_act;
 
 /* y = rows [r0, r1) of W · x (+ bias); x prepared in A unless it already is. */
 static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, size_t r1, const float *x, float *y) {
-    int fmt = llmops_act_format(w->type);
-    if (A->x != x || A->fmt != fmt) {
+    if (w->type != A->type) A->type = w->type, A->type_fmt = llmops_act_format(w->type);
+    if (A->x != x || A->fmt != A->type_fmt) {
         llmops_act_prepare(w->type, x, (size_t)w->cols, A->buf);
         A->x = x;
-        A->fmt = fmt;
+        A->fmt = A->type_fmt;
     }
     llmops_matvec_prepared(w->type, (const uint8_t *)w->data + r0 * w->row_bytes, r1 - r0, (size_t)w->cols, A->buf, x,
                            y + r0);
@@ -563,6 +582,18 @@ static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, 
         const float *bias = b->data;
         for (size_t r = r0; r < r1; r++) y[r] += bias[r];
     }
+}
+
+/* x += h over n floats, four at a time: -O2 vectorizes the four statements, not a loop of unknown length. */
+static void fused_add(float *restrict x, const float *restrict h, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        x[i] += h[i];
+        x[i + 1] += h[i + 1];
+        x[i + 2] += h[i + 2];
+        x[i + 3] += h[i + 3];
+    }
+    for (; i < n; i++) x[i] += h[i];
 }
 
 typedef struct {
@@ -604,18 +635,27 @@ static void fused_token(void *vj, int ith, int nth) {
     size_t d = (size_t)a->hidden_size, hd = (size_t)a->head_dim, nh = (size_t)a->n_heads, nkv = (size_t)a->n_kv_heads;
     size_t f = (size_t)a->ffn_size, group = nh / nkv;
     float *xn = ctx->fused_norm + (size_t)ith * ctx->fused_stride;
-    fused_act A = {NULL, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
+    fused_act A = {NULL, -1, -1, -1, (uint8_t *)(((uintptr_t)(xn + ctx->fused_d) + 63) & ~(uintptr_t)63)};
     size_t ph = 0;
     for (int l = 0; l < (int)a->n_layers; l++, ph += FUSED_PHASES) {
         const mlayer *L = &m->layers[l];
         fused_norm(m, &L->attn_norm, &L->attn_norm_b, ctx->x, xn);
         A.x = NULL;
         /* q, k, v by heads, a KV group after another (its k and v heads, then its q heads); each head rotated
-         * and, for k and v, stored where it is made. Then attention per KV group, as soon as the group's heads
-         * are all done: no barrier between the two, so a thread that runs out of heads starts attending. */
+         * and, for k and v, stored where it is made. A group's attention is the item after the next group's
+         * heads (by then its own heads are done or being made), the last group's at the end: no barrier
+         * between heads and attention, and the phase ends with two attention items, not all of them, so the
+         * threads finish it together. */
         atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
-        for (size_t u; (u = fused_next(ctx, ph, nh + 2 * nkv)) != SIZE_MAX;) {
-            size_t g = u / (group + 2), j = u % (group + 2);
+        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
+        for (size_t u; (u = fused_next(ctx, ph, nkv * (group + 3))) != SIZE_MAX;) {
+            size_t g = 0, j = u; /* head j of group g, or (j == group + 2) the attention of group g - 1 */
+            if (u >= group + 2) g = (u - (group + 2)) / (group + 3) + 1, j = (u - (group + 2)) % (group + 3);
+            if (j == group + 2 || g == nkv) {
+                fused_wait(&ready[g - 1], group + 2);
+                attend_block(&J, g - 1, ith);
+                continue;
+            }
             if (j >= 2) {
                 size_t h = g * group + j - 2;
                 fused_rows(&A, &L->wq, &L->bq, h * hd, (h + 1) * hd, xn, ctx->q);
@@ -630,21 +670,16 @@ static void fused_token(void *vj, int ith, int nth) {
             }
             atomic_fetch_add_explicit(&ready[g], 1, memory_order_release);
         }
-        attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        for (size_t g; (g = fused_next(ctx, ph + 1, nkv)) != SIZE_MAX;) {
-            fused_wait(&ready[g], group + 2);
-            attend_block(&J, g, ith);
-        }
         fused_barrier(ctx, nth);
         /* output projection into the residual, by row chunks */
-        for (size_t r0, r1; fused_take(ctx, ph + 2, d, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 1, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->wo, &L->bo, r0, r1, ctx->att, ctx->h);
-            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
         fused_norm(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, xn);
         A.x = NULL;
-        for (size_t r0, r1; fused_take(ctx, ph + 3, f, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 2, f, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_up, &L->b_up, r0, r1, xn, ctx->ff1);
             fused_rows(&A, &L->w_gate, &L->b_gate, r0, r1, xn, ctx->ff2);
             if (a->act == LLMOPS_ACT_SILU) llmops_vec_silu_mul(ctx->ff1 + r0, ctx->ff2 + r0, r1 - r0);
@@ -652,9 +687,9 @@ static void fused_token(void *vj, int ith, int nth) {
                 for (size_t r = r0; r < r1; r++) ctx->ff1[r] *= act(a->act, ctx->ff2[r]);
         }
         fused_barrier(ctx, nth);
-        for (size_t r0, r1; fused_take(ctx, ph + 4, d, nth, &r0, &r1);) {
+        for (size_t r0, r1; fused_take(ctx, ph + 3, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_down, &L->b_down, r0, r1, ctx->ff1, ctx->h);
-            for (size_t r = r0; r < r1; r++) ctx->x[r] += ctx->h[r];
+            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
     }

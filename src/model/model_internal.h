@@ -97,6 +97,10 @@ typedef struct {
     void (*pv)(const float *P, size_t lds, size_t nq, const float *V, size_t nc, size_t hd, float *O);
     /* dst[i] = the f16 src[i] as a float */
     void (*cvt_f16)(const void *src, float *dst, size_t n);
+    /* decode, straight from an F16 cache: S[r·lds + c] = Σ_i Q[r·hd + i] · K[c·ldk + i] and
+     * O[r·hd + i] += Σ_c P[r·lds + c] · V[c·ldv + i], r < nq, c < nc (key and value rows ldk, ldv apart) */
+    void (*qk_f16)(const uint16_t *K, size_t ldk, size_t nc, const float *Q, size_t nq, size_t hd, float *S, size_t lds);
+    void (*pv_f16)(const float *P, size_t lds, size_t nq, const uint16_t *V, size_t ldv, size_t nc, size_t hd, float *O);
 } attn_kernels;
 const attn_kernels *attn_kernels_get(int force_scalar);
 

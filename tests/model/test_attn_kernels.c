@@ -93,3 +93,60 @@ static void check_tiles(int level) {
 
 TEST(attn_tile_kernels_simd_equal_scalar) { check_tiles(0); }
 TEST(attn_tile_kernels_avx2_equal_scalar) { check_tiles(2); }
+
+/* The decode kernels that read an F16 cache in place, at one level: SIMD equals scalar for head dims with
+ * and without tails, 1..6 query rows (every row-chunk size), key/value counts that are and are not whole
+ * groups of 4, rows further apart than hd. The rows end exactly at the end of their allocation (a read
+ * past the last one is an ASan error in the debug build), and no score past nc is written. */
+static void check_decode(int level) {
+    const attn_kernels *fast = attn_kernels_get(level), *ref = attn_kernels_get(1);
+    uint64_t s = 4242;
+    static const size_t hds[] = {1, 7, 16, 17, 48, 64, 80, 128};
+    enum { NQ = 6, HD = 128, NC = 37, LDS = 48 };
+    static float Q[NQ * HD], S1[NQ * LDS], S2[NQ * LDS], O1[NQ * HD], O2[NQ * HD];
+    for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
+        size_t hd = hds[hi], ld = 3 * hd + 5;
+        for (size_t nc = 1; nc <= NC; nc += (nc < 9 ? 1 : 7)) {
+            size_t n = (nc - 1) * ld + hd;
+            uint16_t *K = malloc(n * sizeof *K), *V = malloc(n * sizeof *V);
+            CHECK(K && V);
+            for (size_t i = 0; i < n; i++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                float x = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 22);
+                K[i] = llmops_fp32_to_fp16(x);
+                V[i] = llmops_fp32_to_fp16(x * -0.75f);
+            }
+            for (size_t nq = 1; nq <= NQ; nq++) {
+                for (size_t i = 0; i < nq * hd; i++) {
+                    s = s * 6364136223846793005ull + 1442695040888963407ull;
+                    Q[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23);
+                    O1[i] = O2[i] = Q[i] * 0.25f;
+                }
+                for (size_t i = 0; i < nq * LDS; i++) S1[i] = S2[i] = -7.0f;
+                fast->qk_f16(K, ld, nc, Q, nq, hd, S1, LDS);
+                ref->qk_f16(K, ld, nc, Q, nq, hd, S2, LDS);
+                for (size_t r = 0; r < nq; r++) {
+                    for (size_t c = 0; c < nc; c++) {
+                        double mag = 0;
+                        for (size_t i = 0; i < hd; i++) mag += fabs((double)Q[r * hd + i] * llmops_fp16_to_fp32(K[c * ld + i]));
+                        CHECK_MSG(fabs(S1[r * LDS + c] - S2[r * LDS + c]) <= 1e-5 * mag + 1e-7,
+                                  "qk_f16 level %d hd=%zu nq=%zu nc=%zu", level, hd, nq, nc);
+                        S1[r * LDS + c] = S2[r * LDS + c] = 1.0f / (1.0f + (float)c + (float)r); /* weights for pv */
+                    }
+                    for (size_t c = nc; c < LDS; c++)
+                        CHECK_MSG(S1[r * LDS + c] == -7.0f, "qk_f16 wrote past nc, hd=%zu nc=%zu", hd, nc);
+                }
+                fast->pv_f16(S1, LDS, nq, V, ld, nc, hd, O1);
+                ref->pv_f16(S2, LDS, nq, V, ld, nc, hd, O2);
+                for (size_t i = 0; i < nq * hd; i++)
+                    CHECK_MSG(fabsf(O1[i] - O2[i]) <= 1e-5f * (1 + fabsf(O2[i])), "pv_f16 level %d hd=%zu nq=%zu nc=%zu",
+                              level, hd, nq, nc);
+            }
+            free(K);
+            free(V);
+        }
+    }
+}
+
+TEST(attn_decode_kernels_simd_equal_scalar) { check_decode(0); }
+TEST(attn_decode_kernels_avx2_equal_scalar) { check_decode(2); }
