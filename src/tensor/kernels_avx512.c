@@ -1047,16 +1047,13 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
  * byte; x4 is zero past the vector's last block, and so are the products.
  */
 #define TILE_VBMI AVX512VBMI __attribute__((always_inline)) static inline
-TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx, const int32_t *cr, unsigned kb,
-                           __m512 *acc0, __m512 *acc1) {
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
-    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    /* group 0's nibble bytes in its window: block j's sixteen at 18j + 2; group g's 8g further */
-    const __m512i nib = _mm512_set_epi8(
-        71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
-        41, 40, 39, 38, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11, 10,
-        9, 8, 7, 6, 5, 4, 3, 2);
-    __m512i v[5];
+
+/*
+ * The 288 bytes of a run of kb (1..16) blocks at ab into v[0..4] (past 18·kb
+ * bytes zero: the loads stop at the run's last byte), and the run's f16
+ * scales as floats (lanes past kb zero).
+ */
+TILE_VBMI __m512 q4_load_run(const uint8_t *ab, unsigned kb, __m512i v[5]) {
     __mmask16 km = 0xFFFF;
     if (kb == 16) {
         v[0] = _mm512_loadu_si512((const void *)ab), v[1] = _mm512_loadu_si512((const void *)(ab + 64));
@@ -1076,12 +1073,36 @@ TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx
                                _mm512_permutex2var_epi16(v[2], _mm512_loadu_si512((const void *)SCALE_IDX9[1]), v[3]));
     hw = _mm512_mask_mov_epi16(hw, SCALE_PICK9[2],
                                _mm512_permutexvar_epi16(_mm512_loadu_si512((const void *)SCALE_IDX9[2]), v[4]));
-    const __m512 s16 = _mm512_mul_ps(_mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw)), _mm512_maskz_loadu_ps(km, dx));
+    return _mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw));
+}
+
+/* Group g's (blocks 4g..4g+3 of the run in v) 64 nibble bytes, block j's sixteen at 16j. */
+TILE_VBMI __m512i q4_group_nibbles(const __m512i v[5], unsigned g) {
+    /* group 0's nibble bytes in its window: block j's sixteen at 18j + 2; group g's 8g further */
+    const __m512i nib = _mm512_set_epi8(
+        71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+        41, 40, 39, 38, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11, 10,
+        9, 8, 7, 6, 5, 4, 3, 2);
+    return _mm512_permutex2var_epi8(v[g], _mm512_add_epi8(nib, _mm512_set1_epi8((char)(8 * g))), v[g + 1]);
+}
+
+/*
+ * kb (1..16) blocks from ab against x4 groups xg: their products into acc0/acc1.
+ * A short run (the row's last, kb < 16) loads with masks that stop at its last
+ * byte; x4 is zero past the vector's last block, and so are the products.
+ */
+TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx, const int32_t *cr, unsigned kb,
+                           __m512 *acc0, __m512 *acc1) {
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __mmask16 km = kb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kb) - 1);
+    __m512i v[5];
+    const __m512 s16 = _mm512_mul_ps(q4_load_run(ab, kb, v), _mm512_maskz_loadu_ps(km, dx));
     *acc1 = _mm512_fmadd_ps(s16, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(km, cr)), *acc1);
 #pragma GCC unroll 4
     for (unsigned g = 0; g < 4; g++) {
         if (4 * g >= kb) break;
-        const __m512i raw = _mm512_permutex2var_epi8(v[g], _mm512_add_epi8(nib, _mm512_set1_epi8((char)(8 * g))), v[g + 1]);
+        const __m512i raw = q4_group_nibbles(v, g);
         const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
         const __m512i xl = _mm512_loadu_si512((const void *)(xg + 128 * g));
         const __m512i xh = _mm512_loadu_si512((const void *)(xg + 128 * g + 64));
@@ -1105,8 +1126,108 @@ TILE_VBMI float q4_row_dot_vbmi(const uint8_t *a, const uint8_t *A, size_t cols)
     return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
 }
 
-/* q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi. */
+/*
+ * Short rows whose block count is not a multiple of 16 (SmolLM's 576
+ * columns: 18 blocks) would leave a short run, the scale and horizontal sums
+ * of a row for every 16 + nb%16 blocks. The rows of a call are instead one
+ * stream of nr·nb blocks (row_bytes = 18·nb: rows are contiguous), read in
+ * full runs of 16 blocks whatever the row boundaries (nb > 16: at most one
+ * inside a run); only the call's last run is short. Block p of the run at
+ * stream block S meets activation block (S + p) mod nb: a doubled copy of the
+ * activations (Q4S_NB_MAX bounds it, on the stack) makes those 16 contiguous.
+ *
+ * Per block the exact integer sum (the four 32-bit lanes of each block added
+ * up, the −8·Σx term added), then one FMA by d_w·d_x into the accumulator of
+ * the block's row, lane = the block's place in its run; a row's lanes end
+ * where its next row's begin (masks). A row's result must not depend on
+ * where its call starts (the threads split the rows): its first block lands
+ * in lane ρ = (its first stream block) mod 16, and block j in lane
+ * (ρ + j) mod 16, each lane's blocks added in row order from zero: the
+ * accumulator is the same for every ρ but rotated by ρ lanes, and the
+ * horizontal sum (q4_row_finish) does not see rotations. Within kernels.h's
+ * tolerance, not the tiles' bits.
+ */
+enum { Q4S_NB_MAX = 64 };
+
+/* 16 blocks' exact integer sums Σ(q_w·x) − 8·Σx, block p in lane p. */
+TILE_VBMI __m512i q4_isum16_vbmi(const __m512i v[5], const uint8_t *xl, const uint8_t *xh, const int32_t *cr) {
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
+    __m512i p[4];
+#pragma GCC unroll 4
+    for (unsigned g = 0; g < 4; g++) {
+        const __m512i raw = q4_group_nibbles(v, g);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        p[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512((const void *)(xl + 64 * g))), hi,
+                                   _mm512_loadu_si512((const void *)(xh + 64 * g)));
+    }
+    /* p[g], 128-bit lane i: block 4g + i's four partial sums; add them up across the four registers */
+    __m512i x = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[0], 0xAAAA, p[1], _MM_PERM_CDAB),
+                                 _mm512_mask_shuffle_epi32(p[1], 0x5555, p[0], _MM_PERM_CDAB));
+    __m512i y = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[2], 0xAAAA, p[3], _MM_PERM_CDAB),
+                                 _mm512_mask_shuffle_epi32(p[3], 0x5555, p[2], _MM_PERM_CDAB));
+    __m512i z = _mm512_add_epi32(_mm512_mask_shuffle_epi32(x, 0xCCCC, y, _MM_PERM_BADC),
+                                 _mm512_mask_shuffle_epi32(y, 0x3333, x, _MM_PERM_BADC));
+    /* z lane 4i + g: block 4g + i */
+    z = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+    return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
+}
+
+/*
+ * A finished row's sum: lanes i and i + 8 added, then i and i + 4, i + 2,
+ * i + 1. Rotating the lanes maps each of these pairs onto another of the
+ * same step, and a + b = b + a: the same bits for every rotation.
+ */
+TILE_VBMI float q4_row_finish(__m512 acc) {
+    return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1))));
+}
+
+AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
+    _Alignas(64) uint8_t xl[2 * Q4S_NB_MAX * 16], xh[2 * Q4S_NB_MAX * 16];
+    _Alignas(64) float dx[2 * Q4S_NB_MAX];
+    _Alignas(64) int32_t cr[2 * Q4S_NB_MAX];
+    const size_t cols = 32 * nb;
+    for (size_t b = 0; b < 2 * nb; b++) {
+        const size_t a = b < nb ? b : b - nb;
+        memcpy(xl + 16 * b, act + 32 * a, 16);
+        memcpy(xh + 16 * b, act + 32 * a + 16, 16);
+        memcpy(dx + b, act + cols + 4 * a, 4);
+        memcpy(cr + b, act + cols + 8 * nb + 4 * a, 4);
+    }
+    const size_t total = nr * nb, rb = 18 * nb;
+    const uint8_t *pf = W, *end = W + nr * rb;
+    __m512 acc = _mm512_setzero_ps();
+    size_t row = 0, row_end = nb, o = 0; /* the current row, its end (stream block), the run's activation block */
+    for (size_t S = 0; S < total; S += 16) {
+        const uint8_t *ab = W + 18 * S;
+        for (; rb <= Q8S_PREFETCH_ROW && pf < ab + 288 + Q8S_PREFETCH && pf < end; pf += 64)
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+        __m512i v[5];
+        const __m512 s = _mm512_mul_ps(q4_load_run(ab, total - S < 16 ? (unsigned)(total - S) : 16, v),
+                                       _mm512_loadu_ps(dx + o));
+        const __m512 xi = _mm512_cvtepi32_ps(q4_isum16_vbmi(v, xl + 16 * o, xh + 16 * o, cr + o));
+        if (row_end >= S + 16) {
+            acc = _mm512_fmadd_ps(xi, s, acc);
+            if (row_end == S + 16) {
+                Y[row++] = q4_row_finish(acc);
+                acc = _mm512_setzero_ps(), row_end += nb;
+            }
+        } else { /* the row ends at run block row_end − S; the next begins there */
+            const __mmask16 mine = (__mmask16)((1u << (row_end - S)) - 1);
+            Y[row++] = q4_row_finish(_mm512_mask3_fmadd_ps(xi, s, acc, mine));
+            acc = _mm512_maskz_fmadd_ps((__mmask16)~mine, xi, s, _mm512_setzero_ps());
+            row_end += nb;
+        }
+        o = o + 16 < nb ? o + 16 : o + 16 - nb;
+    }
+}
+
+/* q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi, or the stream above. */
 AVX512VBMI static void q4_mv_vbmi(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t cols, float *Y) {
+    const size_t nb = cols / 32;
+    if (nb > 16 && nb % 16 && nb <= Q4S_NB_MAX) {
+        q4_mv_stream(W, nr, act, nb, Y);
+        return;
+    }
     const uint8_t *pf = W, *end = W + nr * rb;
     for (size_t r = 0; r < nr; r++) {
         for (const uint8_t *stop = W + (r + 1) * rb + Q8S_PREFETCH; rb <= Q8S_PREFETCH_ROW && pf < stop && pf < end;
