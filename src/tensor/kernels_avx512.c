@@ -1027,8 +1027,8 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
 }
 
 /*
- * Q4_0 decode with AVX512_VBMI (Ice Lake, Zen 4 and later; Cascade Lake has
- * VNNI without it): a run of 16 blocks (288 bytes) is read as four 64-byte
+ * Q4_0 decode with AVX512_VBMI and GFNI (Ice Lake, Zen 4 and later; Cascade Lake has
+ * VNNI without them): a run of 16 blocks (288 bytes) is read as four 64-byte
  * vectors and a 32-byte one, and each group of four blocks (bytes 72g..72g+71,
  * inside the 128-byte window at 64g) has its 64 nibble bytes picked by one
  * VPERMT2B instead of four 16-byte loads and three inserts; the scales come
@@ -1039,7 +1039,7 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
  * the float sums grouped alike but for the last run: within the tolerance of
  * kernels.h. Chosen at run time (llmops_kern_avx512_vbmi).
  */
-#define AVX512VBMI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#define AVX512VBMI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni")))
 
 /*
  * kb (1..16) blocks from ab against x4 groups xg: their products into acc0/acc1.
@@ -1047,6 +1047,13 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
  * byte; x4 is zero past the vector's last block, and so are the products.
  */
 #define TILE_VBMI AVX512VBMI __attribute__((always_inline)) static inline
+
+/*
+ * The high nibble of each byte, x >> 4, in one GF2P8AFFINEQB (GFNI, which
+ * every CPU with VBMI but Cannon Lake has) instead of a shift and a mask: bit
+ * i of the result is bit i + 4 of x, the matrix's byte 7 − i selecting it.
+ */
+#define Q4_HI_NIBBLE _mm512_set1_epi64(0x1020408000000000)
 
 /*
  * The 288 bytes of a run of kb (1..16) blocks at ab into v[0..4] (past 18·kb
@@ -1103,7 +1110,7 @@ TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx
     for (unsigned g = 0; g < 4; g++) {
         if (4 * g >= kb) break;
         const __m512i raw = q4_group_nibbles(v, g);
-        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_gf2p8affine_epi64_epi8(raw, Q4_HI_NIBBLE, 0);
         const __m512i xl = _mm512_loadu_si512((const void *)(xg + 128 * g));
         const __m512i xh = _mm512_loadu_si512((const void *)(xg + 128 * g + 64));
         __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xl), hi, xh));
@@ -1144,7 +1151,7 @@ TILE_VBMI float q4_row_dot_vbmi(const uint8_t *a, const uint8_t *A, size_t cols)
  * in lane ρ = (its first stream block) mod 16, and block j in lane
  * (ρ + j) mod 16, each lane's blocks added in row order from zero: the
  * accumulator is the same for every ρ but rotated by ρ lanes, and the
- * horizontal sum (q4_row_finish) does not see rotations. Within kernels.h's
+ * horizontal sum (q4_hsum16) does not see rotations. Within kernels.h's
  * tolerance, not the tiles' bits.
  */
 enum { Q4S_NB_MAX = 64 };
@@ -1156,29 +1163,43 @@ TILE_VBMI __m512i q4_isum16_vbmi(const __m512i v[5], const uint8_t *xl, const ui
 #pragma GCC unroll 4
     for (unsigned g = 0; g < 4; g++) {
         const __m512i raw = q4_group_nibbles(v, g);
-        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_gf2p8affine_epi64_epi8(raw, Q4_HI_NIBBLE, 0);
         p[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512((const void *)(xl + 64 * g))), hi,
                                    _mm512_loadu_si512((const void *)(xh + 64 * g)));
     }
-    /* p[g], 128-bit lane i: block 4g + i's four partial sums; add them up across the four registers */
-    __m512i x = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[0], 0xAAAA, p[1], _MM_PERM_CDAB),
-                                 _mm512_mask_shuffle_epi32(p[1], 0x5555, p[0], _MM_PERM_CDAB));
-    __m512i y = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[2], 0xAAAA, p[3], _MM_PERM_CDAB),
-                                 _mm512_mask_shuffle_epi32(p[3], 0x5555, p[2], _MM_PERM_CDAB));
-    __m512i z = _mm512_add_epi32(_mm512_mask_shuffle_epi32(x, 0xCCCC, y, _MM_PERM_BADC),
-                                 _mm512_mask_shuffle_epi32(y, 0x3333, x, _MM_PERM_BADC));
+    /* p[g], 128-bit lane i: block 4g + i's four partial sums, each of eight products
+     * |q·x| <= 15·128: they and their pairs' sums fit 16 bits, so packing to 16 bits and
+     * adding pairs (VPMADDWD by ones) twice sums them exactly */
+    const __m512i one = _mm512_set1_epi16(1);
+    __m512i z = _mm512_madd_epi16(_mm512_packs_epi32(_mm512_madd_epi16(_mm512_packs_epi32(p[0], p[1]), one),
+                                                     _mm512_madd_epi16(_mm512_packs_epi32(p[2], p[3]), one)),
+                                  one);
     /* z lane 4i + g: block 4g + i */
     z = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
     return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
 }
 
 /*
- * A finished row's sum: lanes i and i + 8 added, then i and i + 4, i + 2,
- * i + 1. Rotating the lanes maps each of these pairs onto another of the
- * same step, and a + b = b + a: the same bits for every rotation.
+ * The sums of 16 finished rows' accumulators a[r], row r's in lane r: in
+ * each, lanes i and i + 8 added, then i and i + 4, i + 2, i + 1, four rows
+ * at a time per instruction. Rotating a row's lanes maps each of these
+ * pairs onto another of the same step, and a + b = b + a: its sum has the
+ * same bits for every rotation.
  */
-TILE_VBMI float q4_row_finish(__m512 acc) {
-    return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1))));
+TILE_VBMI __m512 q4_hsum16(const __m512 a[16]) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
+        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
+        c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD));
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
+        d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE));
+    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
+    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
 }
 
 AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
@@ -1195,8 +1216,9 @@ AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *
     }
     const size_t total = nr * nb, rb = 18 * nb;
     const uint8_t *pf = W, *end = W + nr * rb;
-    __m512 acc = _mm512_setzero_ps();
-    size_t row = 0, row_end = nb, o = 0; /* the current row, its end (stream block), the run's activation block */
+    __m512 acc = _mm512_setzero_ps(), fin[16]; /* the current row's sums; finished rows' to be added up */
+    size_t row_end = nb, o = 0, y = 0; /* the current row's end (stream block), the run's activation block */
+    unsigned nf = 0;
     for (size_t S = 0; S < total; S += 16) {
         const uint8_t *ab = W + 18 * S;
         for (; rb <= Q8S_PREFETCH_ROW && pf < ab + 288 + Q8S_PREFETCH && pf < end; pf += 64)
@@ -1207,17 +1229,19 @@ AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *
         const __m512 xi = _mm512_cvtepi32_ps(q4_isum16_vbmi(v, xl + 16 * o, xh + 16 * o, cr + o));
         if (row_end >= S + 16) {
             acc = _mm512_fmadd_ps(xi, s, acc);
-            if (row_end == S + 16) {
-                Y[row++] = q4_row_finish(acc);
-                acc = _mm512_setzero_ps(), row_end += nb;
-            }
+            if (row_end == S + 16) fin[nf++] = acc, acc = _mm512_setzero_ps(), row_end += nb;
         } else { /* the row ends at run block row_end − S; the next begins there */
             const __mmask16 mine = (__mmask16)((1u << (row_end - S)) - 1);
-            Y[row++] = q4_row_finish(_mm512_mask3_fmadd_ps(xi, s, acc, mine));
+            fin[nf++] = _mm512_mask3_fmadd_ps(xi, s, acc, mine);
             acc = _mm512_maskz_fmadd_ps((__mmask16)~mine, xi, s, _mm512_setzero_ps());
             row_end += nb;
         }
+        if (nf == 16) _mm512_storeu_ps(Y + y, q4_hsum16(fin)), y += 16, nf = 0;
         o = o + 16 < nb ? o + 16 : o + 16 - nb;
+    }
+    if (nf) {
+        for (unsigned i = nf; i < 16; i++) fin[i] = _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(Y + y, (__mmask16)((1u << nf) - 1), q4_hsum16(fin));
     }
 }
 
@@ -1243,7 +1267,7 @@ static _Atomic int g_q4_vbmi = -1;
 void llmops_kern_avx512_vbmi(int on) {
     if (on < 0) {
         __builtin_cpu_init();
-        on = __builtin_cpu_supports("avx512vbmi") != 0;
+        on = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
     }
     atomic_store_explicit(&g_q4_vbmi, on, memory_order_relaxed);
 }
