@@ -996,6 +996,169 @@ AVX512 static float q8s_dot_exact(const uint8_t *a, const uint8_t *A, size_t col
 enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
 
 /*
+ * One token on short rows whose block count is not a multiple of 16
+ * (SmolLM's 576 columns: 18 blocks): row by row, each row would end in a short
+ * run (q8s_row_tail) and a horizontal sum, which cost about as much as its
+ * full run. The rows of a call are instead one stream of nr·nb blocks (rows
+ * are contiguous: row_bytes = nb blocks), read in full runs of 16 blocks
+ * whatever the row boundaries (nb > 16: at most one inside a run); only the
+ * call's last run is short. Block p of the run at stream block S meets
+ * activation block (S + p) mod nb: a doubled copy of the activations
+ * (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16 contiguous.
+ *
+ * Per block the exact integer sum (its 32-bit lanes added up, the offset's
+ * term added), then one FMA by d_w·d_x into the accumulator of the block's
+ * row, lane = the block's place in its run; a row's lanes end where the next
+ * row's begin (masks). A row's result must not depend on where its call
+ * starts (the threads split the rows): its first block lands in lane
+ * ρ = (its first stream block) mod 16 and its block j in lane (ρ + j) mod 16,
+ * each lane's blocks added in row order from zero, so its accumulator is the
+ * same for every ρ but rotated by ρ lanes, and the horizontal sum (qs_hsum16)
+ * does not see rotations. Within kernels.h's tolerance, not the tiles' bits.
+ */
+enum { QS_NB_MAX = 64 };
+
+/* A stream's doubled activations: quants (Q8_0: 32 bytes per block; Q4_0: the
+ * first 16 of every block, then the last 16), scales, offset terms. */
+typedef struct qs_act {
+    _Alignas(64) uint8_t q[2 * QS_NB_MAX * 32];
+    float dx[2 * QS_NB_MAX];
+    int32_t cr[2 * QS_NB_MAX];
+} qs_act;
+
+static inline void qs_act_fill(qs_act *a, const uint8_t *act, size_t nb, int q4) {
+    const size_t cols = 32 * nb;
+    for (size_t b = 0; b < 2 * nb; b++) {
+        const size_t i = b < nb ? b : b - nb;
+        if (q4) {
+            memcpy(a->q + 16 * b, act + 32 * i, 16);
+            memcpy(a->q + 32 * nb + 16 * b, act + 32 * i + 16, 16);
+        } else {
+            memcpy(a->q + 32 * b, act + 32 * i, 32);
+        }
+        memcpy(a->dx + b, act + cols + 4 * i, 4);
+        memcpy(a->cr + b, act + cols + (q4 ? 8 : 4) * nb + 4 * i, 4);
+    }
+}
+
+/*
+ * The sums of 16 finished rows' accumulators a[r], row r's in lane r: in
+ * each, lanes i and i + 8 added, then i and i + 4, i + 2, i + 1, four rows
+ * at a time per instruction. Rotating a row's lanes maps each of these
+ * pairs onto another of the same step, and a + b = b + a: its sum has the
+ * same bits for every rotation.
+ */
+TILE_FN __m512 qs_hsum16(const __m512 a[16]) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
+        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
+        c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD));
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
+        d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE));
+    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
+    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
+}
+
+/*
+ * The lines of the bytes Q8S_PREFETCH past a run of n bytes at ab (as q8s_mm,
+ * on rows of at most Q8S_PREFETCH_ROW bytes): a line every 64 bytes from its
+ * start covers them but for the one of its last n % 64 bytes, which the next
+ * run's first covers. Prefetches past the weights' end do nothing (they do
+ * not fault); the address is formed as an integer, not a pointer past them.
+ */
+TILE_FN void qs_prefetch(const uint8_t *ab, unsigned n) {
+    const uintptr_t at = (uintptr_t)ab + Q8S_PREFETCH;
+#pragma GCC unroll 9
+    for (unsigned k = 0; k < n; k += 64) _mm_prefetch((const char *)(at + k), _MM_HINT_T0);
+}
+
+/* The rows of a stream: the current row's accumulator, where it ends (stream block), finished rows. */
+typedef struct qs_rows {
+    __m512 acc, fin[16];
+    size_t nb, row_end, y; /* y: the first finished row not yet stored */
+    unsigned nf;
+} qs_rows;
+
+TILE_FN qs_rows qs_rows_init(size_t nb) {
+    qs_rows r = {.acc = _mm512_setzero_ps(), .nb = nb, .row_end = nb};
+    return r;
+}
+
+/* The run at stream block S: its blocks' integer sums xi (as floats) times their d_w·d_x (sc). */
+TILE_FN void qs_rows_run(qs_rows *r, __m512 xi, __m512 sc, size_t S, float *Y) {
+    if (r->row_end >= S + 16) {
+        r->acc = _mm512_fmadd_ps(xi, sc, r->acc);
+        if (r->row_end == S + 16) r->fin[r->nf++] = r->acc, r->acc = _mm512_setzero_ps(), r->row_end += r->nb;
+    } else { /* the row ends at run block row_end − S; the next begins there */
+        const __mmask16 mine = (__mmask16)((1u << (r->row_end - S)) - 1);
+        r->fin[r->nf++] = _mm512_mask3_fmadd_ps(xi, sc, r->acc, mine);
+        r->acc = _mm512_maskz_fmadd_ps((__mmask16)~mine, xi, sc, _mm512_setzero_ps());
+        r->row_end += r->nb;
+    }
+    if (r->nf == 16) _mm512_storeu_ps(Y + r->y, qs_hsum16(r->fin)), r->y += 16, r->nf = 0;
+}
+
+TILE_FN void qs_rows_end(qs_rows *r, float *Y) {
+    if (!r->nf) return;
+    for (unsigned i = r->nf; i < 16; i++) r->fin[i] = _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(Y + r->y, (__mmask16)((1u << r->nf) - 1), qs_hsum16(r->fin));
+}
+
+/*
+ * The stream for Q8_0: 16 blocks' (at ab, 544 bytes) exact integer sums
+ * Σ((q_w + 128)·x) − 128·Σx, block p in lane p. Two blocks per VPDPBUSD as in
+ * q8s_rows_run16; their eight 32-bit partial sums each (|·| up to 4·255·128:
+ * no room to pack them to 16 bits) added across the eight registers.
+ */
+TILE_FN __m512i q8_isum16(const uint8_t *ab, const uint8_t *xq, const int32_t *cr) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i p[8], c[4], e[2];
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < 8; k++)
+        p[k] = _mm512_dpbusd_epi32(zero, q8s_row_pair(ab, k, 1, 0), _mm512_loadu_si512((const void *)(xq + 64 * k)));
+    /* p[k]: block 2k in lanes 0..7, 2k + 1 in 8..15. Pairs of neighbours: 128-bit lane i of c[j]
+     * holds (p[2j] lanes 4i, 4i + 1), (p[2j + 1] 4i, 4i + 1), (p[2j] 4i + 2, 4i + 3), (p[2j + 1] 4i + 2, 4i + 3) */
+#pragma GCC unroll 4
+    for (unsigned j = 0; j < 4; j++)
+        c[j] = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[2 * j], 0xAAAA, p[2 * j + 1], _MM_PERM_CDAB),
+                                _mm512_mask_shuffle_epi32(p[2 * j + 1], 0x5555, p[2 * j], _MM_PERM_CDAB));
+    /* then halves of 128-bit lanes: lane 4i + m of e[j] is a half of block 2(4j + m) + (i >= 2) */
+#pragma GCC unroll 2
+    for (unsigned j = 0; j < 2; j++)
+        e[j] = _mm512_add_epi32(_mm512_mask_shuffle_epi32(c[2 * j], 0xCCCC, c[2 * j + 1], _MM_PERM_BADC),
+                                _mm512_mask_shuffle_epi32(c[2 * j + 1], 0x3333, c[2 * j], _MM_PERM_BADC));
+    /* then 128-bit lanes 0 + 1 and 2 + 3: lane 4i + m is block 2m + (i & 1) + 8·(i >> 1) */
+    __m512i z = _mm512_add_epi32(_mm512_shuffle_i32x4(e[0], e[1], 0x88), _mm512_shuffle_i32x4(e[0], e[1], 0xDD));
+    z = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), z);
+    return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
+}
+
+AVX512 static void q8_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
+    qs_act a;
+    qs_act_fill(&a, act, nb, 0);
+    const size_t total = nr * nb, rb = 34 * nb;
+    qs_rows r = qs_rows_init(nb);
+    for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
+        const uint8_t *ab = W + 34 * S;
+        if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 544);
+        _Alignas(64) uint8_t last[16 * 34];
+        if (total - S < 16) { /* the call's last run: its blocks, then zeros (no reads past the weights) */
+            memset(last, 0, sizeof last);
+            memcpy(last, ab, 34 * (total - S));
+            ab = last;
+        }
+        const __m512 sc = q8s_scales16(ab, a.dx + o, 16, 0);
+        qs_rows_run(&r, _mm512_cvtepi32_ps(q8_isum16(ab, a.q + 32 * o, a.cr + o)), sc, S, Y);
+    }
+    qs_rows_end(&r, Y);
+}
+
+/*
  * One token: row by row (q8s_rows_dot). Several: each group of 16 rows is
  * repacked once and run against all the tokens (exact; without scratch
  * memory, one exact dot per pair).
@@ -1003,6 +1166,10 @@ enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
 TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
                     float *Y, size_t ldy, const int q4) {
     const size_t nb = cols / 32;
+    if (nt == 1 && !q4 && nb > 16 && nb % 16 && nb <= QS_NB_MAX) {
+        q8_mv_stream(W, nr, act, nb, Y);
+        return;
+    }
     if (nt == 1) { /* one row at a time: interleaving rows (even 4) upsets the hardware prefetcher */
         const uint8_t *pf = W, *end = W + nr * rb;
         for (size_t r = 0; r < nr; r++) {
@@ -1133,30 +1300,7 @@ TILE_VBMI float q4_row_dot_vbmi(const uint8_t *a, const uint8_t *A, size_t cols)
     return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
 }
 
-/*
- * Short rows whose block count is not a multiple of 16 (SmolLM's 576
- * columns: 18 blocks) would leave a short run, the scale and horizontal sums
- * of a row for every 16 + nb%16 blocks. The rows of a call are instead one
- * stream of nr·nb blocks (row_bytes = 18·nb: rows are contiguous), read in
- * full runs of 16 blocks whatever the row boundaries (nb > 16: at most one
- * inside a run); only the call's last run is short. Block p of the run at
- * stream block S meets activation block (S + p) mod nb: a doubled copy of the
- * activations (Q4S_NB_MAX bounds it, on the stack) makes those 16 contiguous.
- *
- * Per block the exact integer sum (the four 32-bit lanes of each block added
- * up, the −8·Σx term added), then one FMA by d_w·d_x into the accumulator of
- * the block's row, lane = the block's place in its run; a row's lanes end
- * where its next row's begin (masks). A row's result must not depend on
- * where its call starts (the threads split the rows): its first block lands
- * in lane ρ = (its first stream block) mod 16, and block j in lane
- * (ρ + j) mod 16, each lane's blocks added in row order from zero: the
- * accumulator is the same for every ρ but rotated by ρ lanes, and the
- * horizontal sum (q4_hsum16) does not see rotations. Within kernels.h's
- * tolerance, not the tiles' bits.
- */
-enum { Q4S_NB_MAX = 64 };
-
-/* 16 blocks' exact integer sums Σ(q_w·x) − 8·Σx, block p in lane p. */
+/* The stream (qs_rows, above) for Q4_0: 16 blocks' exact integer sums Σ(q_w·x) − 8·Σx, block p in lane p. */
 TILE_VBMI __m512i q4_isum16_vbmi(const __m512i v[5], const uint8_t *xl, const uint8_t *xh, const int32_t *cr) {
     const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
     __m512i p[4];
@@ -1179,76 +1323,27 @@ TILE_VBMI __m512i q4_isum16_vbmi(const __m512i v[5], const uint8_t *xl, const ui
     return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
 }
 
-/*
- * The sums of 16 finished rows' accumulators a[r], row r's in lane r: in
- * each, lanes i and i + 8 added, then i and i + 4, i + 2, i + 1, four rows
- * at a time per instruction. Rotating a row's lanes maps each of these
- * pairs onto another of the same step, and a + b = b + a: its sum has the
- * same bits for every rotation.
- */
-TILE_VBMI __m512 q4_hsum16(const __m512 a[16]) {
-    __m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
-        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE));
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
-        c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD));
-#pragma GCC unroll 2
-    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
-        d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE));
-    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
-    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
-}
-
 AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
-    _Alignas(64) uint8_t xl[2 * Q4S_NB_MAX * 16], xh[2 * Q4S_NB_MAX * 16];
-    _Alignas(64) float dx[2 * Q4S_NB_MAX];
-    _Alignas(64) int32_t cr[2 * Q4S_NB_MAX];
-    const size_t cols = 32 * nb;
-    for (size_t b = 0; b < 2 * nb; b++) {
-        const size_t a = b < nb ? b : b - nb;
-        memcpy(xl + 16 * b, act + 32 * a, 16);
-        memcpy(xh + 16 * b, act + 32 * a + 16, 16);
-        memcpy(dx + b, act + cols + 4 * a, 4);
-        memcpy(cr + b, act + cols + 8 * nb + 4 * a, 4);
-    }
+    qs_act a;
+    qs_act_fill(&a, act, nb, 1);
     const size_t total = nr * nb, rb = 18 * nb;
-    const uint8_t *pf = W, *end = W + nr * rb;
-    __m512 acc = _mm512_setzero_ps(), fin[16]; /* the current row's sums; finished rows' to be added up */
-    size_t row_end = nb, o = 0, y = 0; /* the current row's end (stream block), the run's activation block */
-    unsigned nf = 0;
-    for (size_t S = 0; S < total; S += 16) {
+    qs_rows r = qs_rows_init(nb);
+    for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
         const uint8_t *ab = W + 18 * S;
-        for (; rb <= Q8S_PREFETCH_ROW && pf < ab + 288 + Q8S_PREFETCH && pf < end; pf += 64)
-            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+        if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 288);
         __m512i v[5];
-        const __m512 s = _mm512_mul_ps(q4_load_run(ab, total - S < 16 ? (unsigned)(total - S) : 16, v),
-                                       _mm512_loadu_ps(dx + o));
-        const __m512 xi = _mm512_cvtepi32_ps(q4_isum16_vbmi(v, xl + 16 * o, xh + 16 * o, cr + o));
-        if (row_end >= S + 16) {
-            acc = _mm512_fmadd_ps(xi, s, acc);
-            if (row_end == S + 16) fin[nf++] = acc, acc = _mm512_setzero_ps(), row_end += nb;
-        } else { /* the row ends at run block row_end − S; the next begins there */
-            const __mmask16 mine = (__mmask16)((1u << (row_end - S)) - 1);
-            fin[nf++] = _mm512_mask3_fmadd_ps(xi, s, acc, mine);
-            acc = _mm512_maskz_fmadd_ps((__mmask16)~mine, xi, s, _mm512_setzero_ps());
-            row_end += nb;
-        }
-        if (nf == 16) _mm512_storeu_ps(Y + y, q4_hsum16(fin)), y += 16, nf = 0;
-        o = o + 16 < nb ? o + 16 : o + 16 - nb;
+        const __m512 sc = _mm512_mul_ps(q4_load_run(ab, total - S < 16 ? (unsigned)(total - S) : 16, v),
+                                        _mm512_loadu_ps(a.dx + o));
+        const __m512i is = q4_isum16_vbmi(v, a.q + 16 * o, a.q + 32 * nb + 16 * o, a.cr + o);
+        qs_rows_run(&r, _mm512_cvtepi32_ps(is), sc, S, Y);
     }
-    if (nf) {
-        for (unsigned i = nf; i < 16; i++) fin[i] = _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(Y + y, (__mmask16)((1u << nf) - 1), q4_hsum16(fin));
-    }
+    qs_rows_end(&r, Y);
 }
 
 /* q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi, or the stream above. */
 AVX512VBMI static void q4_mv_vbmi(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t cols, float *Y) {
     const size_t nb = cols / 32;
-    if (nb > 16 && nb % 16 && nb <= Q4S_NB_MAX) {
+    if (nb > 16 && nb % 16 && nb <= QS_NB_MAX) {
         q4_mv_stream(W, nr, act, nb, Y);
         return;
     }
