@@ -922,8 +922,9 @@ TEST(kernels_q8_tiles_equal_scalar_reference) {
 /*
  * The SIMD one-token Q8_0/Q4_0 products (the decode kernels, nt = 1) on
  * random blocks, called directly on every row count 1..40 and block count
- * 1..70 (runs of 16 blocks with and without a short one, row boundaries at
- * every place in a run): each row within 1e-5·S of the scalar dot
+ * 1..70, and 176, 256 and 257 (runs of 16 blocks with and without a short
+ * one, row boundaries at every place in a run, the stream kernels' largest
+ * rows and the next): each row within 1e-5·S of the scalar dot
  * (kernels.h), and each row the same bits whatever rows share its call, as
  * when the threads split the rows — the calls on the first k rows and on
  * the last k rows (which end exactly at the end of the weights: a read past
@@ -932,12 +933,14 @@ TEST(kernels_q8_tiles_equal_scalar_reference) {
  * has it) and without.
  */
 TEST(kernels_q8_decode_any_rows_within_tolerance) {
-    enum { ROWS = 40, NB_MAX = 70 };
+    enum { ROWS = 40, NB_ALL = 70 };
     static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
+    static const size_t nb_more[] = {176, 256, 257};
     uint64_t s = 1618;
     for (size_t ti = 0; ti < 2; ti++)
-        for (size_t nb = 1; nb <= NB_MAX; nb++) {
+        for (size_t k = 0; k < NB_ALL + sizeof nb_more / sizeof nb_more[0]; k++) {
             const int type = types[ti];
+            const size_t nb = k < NB_ALL ? k + 1 : nb_more[k - NB_ALL];
             const size_t cols = 32 * nb, rb = row_bytes(type, cols), ab = llmops_kern_q8s_bytes(cols);
             uint8_t *W = malloc(ROWS * rb), *xq = malloc(nb * LLMOPS_Q8_0_BYTES), *act = malloc(ab);
             float *x = malloc(cols * sizeof(float)), ref[ROWS], all[ROWS], Y[ROWS];
@@ -966,14 +969,14 @@ TEST(kernels_q8_decode_any_rows_within_tolerance) {
                     CHECK_MSG(fabs((double)all[r] - ref[r]) <= 1e-5 * S[r] + 1e-30,
                               "%s %s %zu blocks row %zu: %.9g, scalar %.9g, S %.3g", name, llmops_dtype_name(type),
                               nb, r, (double)all[r], (double)ref[r], S[r]);
-                for (size_t k = 1; k <= ROWS; k++)
+                for (size_t n = 1; n <= ROWS; n++)
                     for (int last = 0; last < 2; last++) {
-                        const size_t r0 = last ? ROWS - k : 0;
-                        mm(W + r0 * rb, rb, k, act, ab, 1, cols, Y, ROWS);
-                        for (size_t i = 0; i < k; i++)
+                        const size_t r0 = last ? ROWS - n : 0;
+                        mm(W + r0 * rb, rb, n, act, ab, 1, cols, Y, ROWS);
+                        for (size_t i = 0; i < n; i++)
                             CHECK_MSG(!memcmp(&Y[i], &all[r0 + i], sizeof(float)),
                                       "%s %s %zu blocks, rows %zu..%zu: row %zu %.9g, in all %.9g", name,
-                                      llmops_dtype_name(type), nb, r0, r0 + k - 1, r0 + i, (double)Y[i],
+                                      llmops_dtype_name(type), nb, r0, r0 + n - 1, r0 + i, (double)Y[i],
                                       (double)all[r0 + i]);
                     }
 #else
