@@ -1,8 +1,8 @@
 /*
  * AVX-512 kernels (F, BW, VL, VNNI): 512-bit FMA for the float weight types,
  * and VPDPBUSD (u8 × s8 → int32, four products per lane) for the quantized
- * ones (and, where the CPU also has VBMI, VPERMT2B to pick Q4_0 nibbles in
- * the decode kernel). Same contract as kernels_avx2.c: the integer block
+ * ones (and, where the CPU also has VBMI and GFNI, VPERMT2B to pick Q4_0
+ * nibbles in the decode kernel). Same contract as kernels_avx2.c: the integer block
  * sums equal the scalar reference's, and Q4_K/Q6_K results are identical to it; Q8_0/Q4_0
  * dots and multi-token products are identical to it too (see their section).
  */
@@ -1002,13 +1002,13 @@ enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
  * about as much as its full run. The rows of a call are instead one stream
  * of nr·nb blocks (rows are contiguous: row_bytes = nb blocks), read in full
  * runs of 16 blocks whatever the row boundaries (nb > 16: at most one inside
- * a run); only the call's last run is short. Q8_0 takes it where nb % 16 != 0
- * (elsewhere it measured no faster), Q4_0 with VBMI for every such nb (its
- * per-block sums and 16 rows' horizontal sums at once beat q4_row_dot_vbmi
- * on 1536 and 2048 columns too: 576x1536 L2-resident, 1 thread, 26 -> 36
- * GB/s). Block p of the run at stream block S meets
- * activation block (S + p) mod nb: a doubled copy of the activations
- * (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16 contiguous.
+ * a run); only the call's last run is short. Block p of the run at stream
+ * block S meets activation block (S + p) mod nb: a doubled copy of the
+ * activations (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16
+ * contiguous. Q8_0 takes it where nb % 16 != 0 (elsewhere it measured no
+ * faster), Q4_0 with VBMI for every such nb (its per-block sums and 16 rows'
+ * horizontal sums at once beat q4_row_dot_vbmi on 1536 and 2048 columns
+ * too: 576x1536 L2-resident, 1 thread, 26 -> 36 GB/s).
  *
  * Per block the exact integer sum (its 32-bit lanes added up, the offset's
  * term added), then one FMA by d_w·d_x into the accumulator of the block's
@@ -1163,9 +1163,9 @@ AVX512 static void q8_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act,
 }
 
 /*
- * One token: row by row (q8s_rows_dot). Several: each group of 16 rows is
- * repacked once and run against all the tokens (exact; without scratch
- * memory, one exact dot per pair).
+ * One token: the stream (q8_mv_stream) or row by row (q8s_rows_dot).
+ * Several: each group of 16 rows is repacked once and run against all the
+ * tokens (exact; without scratch memory, one exact dot per pair).
  */
 TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
                     float *Y, size_t ldy, const int q4) {
