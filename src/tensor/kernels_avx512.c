@@ -1006,9 +1006,12 @@ enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
  * block S meets activation block (S + p) mod nb: a doubled copy of the
  * activations (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16
  * contiguous. Q8_0 takes it where nb % 16 != 0 (elsewhere it measured no
- * faster), Q4_0 with VBMI for every such nb (its per-block sums and 16 rows'
- * horizontal sums at once beat q4_row_dot_vbmi on 1536 and 2048 columns
- * too: 576x1536 L2-resident, 1 thread, 26 -> 36 GB/s).
+ * faster). Q4_0 with VBMI takes it there and where nb <= QS_Q4_WHOLE_MAX
+ * (SmolLM's 1536 columns): its per-block sums and 16 rows' horizontal sums
+ * at once beat q4_row_dot_vbmi on whole runs too while the weights come from
+ * the caches (576x1536 L2-resident, 1 thread: 26 -> 36 GB/s), but on
+ * TinyLlama's 2048 and 5632 columns decoding from DRAM measured some 10%
+ * slower (2 threads: 34-38 against 41-45 tokens/s).
  *
  * Per block the exact integer sum (its 32-bit lanes added up, the offset's
  * term added), then one FMA by d_w·d_x into the accumulator of the block's
@@ -1020,7 +1023,7 @@ enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
  * same for every ρ but rotated by ρ lanes, and the horizontal sum (qs_hsum16)
  * does not see rotations. Within kernels.h's tolerance, not the tiles' bits.
  */
-enum { QS_NB_MAX = 256 };
+enum { QS_NB_MAX = 256, QS_Q4_WHOLE_MAX = 48 };
 
 /* A stream's doubled activations: quants (Q8_0: 32 bytes per block; Q4_0: the
  * first 16 of every block, then the last 16), scales, offset terms. */
@@ -1347,7 +1350,7 @@ AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *
 /* The stream above (q8s_mm's, for Q4_0), or q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi. */
 AVX512VBMI static void q4_mv_vbmi(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t cols, float *Y) {
     const size_t nb = cols / 32;
-    if (nb > 16 && nb <= QS_NB_MAX) {
+    if (nb > 16 && nb <= QS_NB_MAX && (nb % 16 || nb <= QS_Q4_WHOLE_MAX)) {
         q4_mv_stream(W, nr, act, nb, Y);
         return;
     }
