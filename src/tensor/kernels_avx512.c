@@ -1084,6 +1084,12 @@ TILE_FN void qs_prefetch(const uint8_t *ab, unsigned n) {
     for (unsigned k = 0; k < n; k += 64) _mm_prefetch((const char *)(at + k), _MM_HINT_T0);
 }
 
+/* Before the first run: the first Q8S_PREFETCH of the call's `bytes`, which no run prefetches (as q8s_mm's
+ * first row does). */
+TILE_FN void qs_prefetch_start(const uint8_t *W, size_t bytes) {
+    for (size_t k = 0; k < Q8S_PREFETCH && k < bytes; k += 64) _mm_prefetch((const char *)(W + k), _MM_HINT_T0);
+}
+
 /* The rows of a stream: the current row's accumulator, where it ends (stream block), finished rows. */
 typedef struct qs_rows {
     __m512 acc, fin[16];
@@ -1150,6 +1156,7 @@ AVX512 static void q8_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act,
     qs_act_fill(&a, act, nb, 0);
     const size_t total = nr * nb, rb = 34 * nb;
     qs_rows r = qs_rows_init(nb);
+    if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
     for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
         const uint8_t *ab = W + 34 * S;
         if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 544);
@@ -1335,6 +1342,7 @@ AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *
     qs_act_fill(&a, act, nb, 1);
     const size_t total = nr * nb, rb = 18 * nb;
     qs_rows r = qs_rows_init(nb);
+    if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
     for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
         const uint8_t *ab = W + 18 * S;
         if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 288);
