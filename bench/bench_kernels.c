@@ -9,7 +9,11 @@
  * that each call streams from DRAM, as in decoding a model larger than the
  * caches; "hot" repeats one matrix, which may sit in L3. Best of several runs.
  *
- *     make BUILD=build/release bench && build/release/bench_kernels [threads [pp]]
+ *     make BUILD=build/release bench && build/release/bench_kernels [threads [pp|tg]]
+ *
+ * "pp": only the prefill lines; "tg": only the one-token (decode) lines, Q8_0
+ * and Q4_0 matvec GB/s on SmolLM-135M's and TinyLlama-1.1B's shapes, hot
+ * (one matrix: L2-resident where it fits) and cold, on 1 and 2 threads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +151,56 @@ static void pp_section(const float *src, llmops_threadpool *pool) {
     free(PX), free(PY);
 }
 
+/* ---- one token: the decode shapes ------------------------------------------------------ */
+
+/* Best GB/s of matvec on rows x cols of `type`, hot (one matrix) and cold (copies >= 256 MiB in all). */
+static void tg_shape(int type, const float *src, size_t rows, size_t cols, const float *x, float *y,
+                     llmops_threadpool *pool, double *hot, double *cold) {
+    size_t rb = row_bytes(type, cols), bytes = rows * rb, n_copies = ((size_t)256 << 20) / bytes + 1;
+    uint8_t *all = malloc(n_copies * bytes);
+    if (!all) exit(1);
+    for (size_t r = 0; r < rows; r++) /* rows past the source's 4096x4096 floats wrap around */
+        llmops_quantize_row(type, src + r * cols % (4096 * 4096 - cols), all + r * rb, cols, NULL);
+    for (size_t c = 1; c < n_copies; c++) memcpy(all + c * bytes, all, bytes);
+    double best_hot = 1e30, best_cold = 1e30;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t reps = pass ? 2 * n_copies : ((size_t)64 << 20) / bytes + 20;
+        for (size_t rep = 0; rep < reps; rep++) {
+            double t0 = now();
+            llmops_matvec(type, all + (pass ? rep % n_copies * bytes : 0), rows, cols, x, y, pool, NULL);
+            double dt = now() - t0, *best = pass ? &best_cold : &best_hot;
+            if (dt < *best) *best = dt;
+        }
+    }
+    *hot = (double)bytes / 1e9 / best_hot;
+    *cold = (double)bytes / 1e9 / best_cold;
+    free(all);
+}
+
+/* The decode lines: per type and shape, hot and cold GB/s on 1 thread and on the pool's. */
+static void tg_section(const float *src, llmops_threadpool *pool, double bw) {
+    static const size_t shapes[][2] = {{576, 576},  {1536, 576},   {576, 1536},  {49152, 576},
+                                       {2048, 2048}, {5632, 2048}, {2048, 5632}};
+    static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
+    float *x = malloc(8192 * sizeof(float)), *y = malloc(65536 * sizeof(float));
+    if (!x || !y) exit(1);
+    for (size_t i = 0; i < 8192; i++) x[i] = rnd();
+    int nth = llmops_threadpool_n_threads(pool);
+    printf("one token (matvec), GB/s of weights: hot (one matrix) and cold (from DRAM), 1 and %d threads;\n"
+           "cold/triad on %d threads:\n", nth, nth);
+    printf("  %-5s %12s %8s %8s %8s %8s %10s\n", "type", "rows x cols", "hot 1", "cold 1", "hot n", "cold n",
+           "cold/triad");
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            double h1, c1, hn, cn;
+            tg_shape(types[t], src, shapes[s][0], shapes[s][1], x, y, NULL, &h1, &c1);
+            tg_shape(types[t], src, shapes[s][0], shapes[s][1], x, y, pool, &hn, &cn);
+            printf("  %-5s %5zux%-6zu %8.1f %8.1f %8.1f %8.1f %10.2f\n", llmops_dtype_name(types[t]), shapes[s][0],
+                   shapes[s][1], h1, c1, hn, cn, cn / bw);
+        }
+    free(x), free(y);
+}
+
 int main(int argc, char **argv) {
     int threads = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 0;
     llmops_threadpool *pool = NULL;
@@ -156,7 +210,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int nth = llmops_threadpool_n_threads(pool);
-    const int pp_only = argc > 2 && !strcmp(argv[2], "pp");
+    const int pp_only = argc > 2 && !strcmp(argv[2], "pp"), tg_only = argc > 2 && !strcmp(argv[2], "tg");
     double bw = triad_gbs(pool);
     printf("kernels: %s, %d threads; STREAM triad %.1f GB/s\n\n", llmops_kernels_isa(), nth, bw);
 
@@ -172,6 +226,10 @@ int main(int argc, char **argv) {
     if (pp_only) { /* bench_kernels THREADS pp: only the prefill lines */
         printf("kernels: %d threads\n", nth);
         pp_section(src, pool);
+        return 0;
+    }
+    if (tg_only) {
+        tg_section(src, pool, bw);
         return 0;
     }
 

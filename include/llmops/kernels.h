@@ -250,7 +250,7 @@ extern const llmops_kernel_table llmops_kernels_avx2;
 extern const llmops_kernel_table llmops_kernels_avx512;
 /*
  * Whether the AVX-512 path decodes Q4_0 (one token) with its AVX512_VBMI
- * kernel: 1 yes (the CPU must have VBMI), 0 no (the VNNI-only kernel), −1 as
+ * kernel: 1 yes (the CPU must have VBMI and GFNI), 0 no (the VNNI-only kernel), −1 as
  * the CPU allows (the default, decided on first use). For tests.
  */
 void llmops_kern_avx512_vbmi(int on);

@@ -1,8 +1,8 @@
 /*
  * AVX-512 kernels (F, BW, VL, VNNI): 512-bit FMA for the float weight types,
  * and VPDPBUSD (u8 × s8 → int32, four products per lane) for the quantized
- * ones (and, where the CPU also has VBMI, VPERMT2B to pick Q4_0 nibbles in
- * the decode kernel). Same contract as kernels_avx2.c: the integer block
+ * ones (and, where the CPU also has VBMI and GFNI, VPERMT2B to pick Q4_0
+ * nibbles in the decode kernel). Same contract as kernels_avx2.c: the integer block
  * sums equal the scalar reference's, and Q4_K/Q6_K results are identical to it; Q8_0/Q4_0
  * dots and multi-token products are identical to it too (see their section).
  */
@@ -996,13 +996,194 @@ AVX512 static float q8s_dot_exact(const uint8_t *a, const uint8_t *A, size_t col
 enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
 
 /*
- * One token: row by row (q8s_rows_dot). Several: each group of 16 rows is
- * repacked once and run against all the tokens (exact; without scratch
- * memory, one exact dot per pair).
+ * One token on short rows (16 < nb <= QS_NB_MAX blocks). Row by row, a row
+ * whose block count is not a multiple of 16 (SmolLM's 576 columns: 18 blocks)
+ * ends in a short run (q8s_row_tail), and with its horizontal sum that costs
+ * about as much as its full run. The rows of a call are instead one stream
+ * of nr·nb blocks (rows are contiguous: row_bytes = nb blocks), read in full
+ * runs of 16 blocks whatever the row boundaries (nb > 16: at most one inside
+ * a run); only the call's last run is short. Block p of the run at stream
+ * block S meets activation block (S + p) mod nb: a doubled copy of the
+ * activations (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16
+ * contiguous. Q8_0 takes it where nb % 16 != 0 (elsewhere it measured no
+ * faster). Q4_0 with VBMI takes it there and where nb <= QS_Q4_WHOLE_MAX
+ * (SmolLM's 1536 columns): its per-block sums and 16 rows' horizontal sums
+ * at once beat q4_row_dot_vbmi on whole runs too while the weights come from
+ * the caches (576x1536 L2-resident, 1 thread: 26 -> 36 GB/s), but on
+ * TinyLlama's 2048 and 5632 columns decoding from DRAM measured some 10%
+ * slower (2 threads: 34-38 against 41-45 tokens/s).
+ *
+ * Per block the exact integer sum (its 32-bit lanes added up, the offset's
+ * term added), then one FMA by d_w·d_x into the accumulator of the block's
+ * row, lane = the block's place in its run; a row's lanes end where the next
+ * row's begin (masks). A row's result must not depend on where its call
+ * starts (the threads split the rows): its first block lands in lane
+ * ρ = (its first stream block) mod 16 and its block j in lane (ρ + j) mod 16,
+ * each lane's blocks added in row order from zero, so its accumulator is the
+ * same for every ρ but rotated by ρ lanes, and the horizontal sum (qs_hsum16)
+ * does not see rotations. Within kernels.h's tolerance, not the tiles' bits.
+ */
+enum { QS_NB_MAX = 256, QS_Q4_WHOLE_MAX = 48 };
+
+/* A stream's doubled activations: quants (Q8_0: 32 bytes per block; Q4_0: the
+ * first 16 of every block, then the last 16), scales, offset terms. */
+typedef struct qs_act {
+    _Alignas(64) uint8_t q[2 * QS_NB_MAX * 32];
+    float dx[2 * QS_NB_MAX];
+    int32_t cr[2 * QS_NB_MAX];
+} qs_act;
+
+static inline void qs_act_fill(qs_act *a, const uint8_t *act, size_t nb, int q4) {
+    const size_t cols = 32 * nb;
+    for (size_t b = 0; b < 2 * nb; b++) {
+        const size_t i = b < nb ? b : b - nb;
+        if (q4) {
+            memcpy(a->q + 16 * b, act + 32 * i, 16);
+            memcpy(a->q + 32 * nb + 16 * b, act + 32 * i + 16, 16);
+        } else {
+            memcpy(a->q + 32 * b, act + 32 * i, 32);
+        }
+        memcpy(a->dx + b, act + cols + 4 * i, 4);
+        memcpy(a->cr + b, act + cols + (q4 ? 8 : 4) * nb + 4 * i, 4);
+    }
+}
+
+/*
+ * The sums of 16 finished rows' accumulators a[r], row r's in lane r: in
+ * each, lanes i and i + 8 added, then i and i + 4, i + 2, i + 1, four rows
+ * at a time per instruction. Rotating a row's lanes maps each of these
+ * pairs onto another of the same step, and a + b = b + a: its sum has the
+ * same bits for every rotation.
+ */
+TILE_FN __m512 qs_hsum16(const __m512 a[16]) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
+        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
+        c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD));
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
+        d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE));
+    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
+    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
+}
+
+/*
+ * The lines of the bytes Q8S_PREFETCH past a run of n bytes at ab (as q8s_mm,
+ * on rows of at most Q8S_PREFETCH_ROW bytes): a line every 64 bytes from its
+ * start covers them but for the one of its last n % 64 bytes, which the next
+ * run's first covers. Prefetches past the weights' end do nothing (they do
+ * not fault); the address is formed as an integer, not a pointer past them.
+ */
+TILE_FN void qs_prefetch(const uint8_t *ab, unsigned n) {
+    const uintptr_t at = (uintptr_t)ab + Q8S_PREFETCH;
+#pragma GCC unroll 9
+    for (unsigned k = 0; k < n; k += 64) _mm_prefetch((const char *)(at + k), _MM_HINT_T0);
+}
+
+/* Before the first run: the first Q8S_PREFETCH of the call's `bytes`, which no run prefetches (as q8s_mm's
+ * first row does). */
+TILE_FN void qs_prefetch_start(const uint8_t *W, size_t bytes) {
+    for (size_t k = 0; k < Q8S_PREFETCH && k < bytes; k += 64) _mm_prefetch((const char *)(W + k), _MM_HINT_T0);
+}
+
+/* The rows of a stream: the current row's accumulator, where it ends (stream block), finished rows. */
+typedef struct qs_rows {
+    __m512 acc, fin[16];
+    size_t nb, row_end, y; /* y: the first finished row not yet stored */
+    unsigned nf;
+} qs_rows;
+
+TILE_FN qs_rows qs_rows_init(size_t nb) {
+    qs_rows r = {.acc = _mm512_setzero_ps(), .nb = nb, .row_end = nb};
+    return r;
+}
+
+/* The run at stream block S: its blocks' integer sums xi (as floats) times their d_w·d_x (sc). */
+TILE_FN void qs_rows_run(qs_rows *r, __m512 xi, __m512 sc, size_t S, float *Y) {
+    if (r->row_end >= S + 16) {
+        r->acc = _mm512_fmadd_ps(xi, sc, r->acc);
+        if (r->row_end == S + 16) r->fin[r->nf++] = r->acc, r->acc = _mm512_setzero_ps(), r->row_end += r->nb;
+    } else { /* the row ends at run block row_end − S; the next begins there */
+        const __mmask16 mine = (__mmask16)((1u << (r->row_end - S)) - 1);
+        r->fin[r->nf++] = _mm512_mask3_fmadd_ps(xi, sc, r->acc, mine);
+        r->acc = _mm512_maskz_fmadd_ps((__mmask16)~mine, xi, sc, _mm512_setzero_ps());
+        r->row_end += r->nb;
+    }
+    if (r->nf == 16) _mm512_storeu_ps(Y + r->y, qs_hsum16(r->fin)), r->y += 16, r->nf = 0;
+}
+
+TILE_FN void qs_rows_end(qs_rows *r, float *Y) {
+    if (!r->nf) return;
+    for (unsigned i = r->nf; i < 16; i++) r->fin[i] = _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(Y + r->y, (__mmask16)((1u << r->nf) - 1), qs_hsum16(r->fin));
+}
+
+/*
+ * The stream for Q8_0: 16 blocks' (at ab, 544 bytes) exact integer sums
+ * Σ((q_w + 128)·x) − 128·Σx, block p in lane p. Two blocks per VPDPBUSD as in
+ * q8s_rows_run16; their eight 32-bit partial sums each (|·| up to 4·255·128:
+ * no room to pack them to 16 bits) added across the eight registers.
+ */
+TILE_FN __m512i q8_isum16(const uint8_t *ab, const uint8_t *xq, const int32_t *cr) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i p[8], c[4], e[2];
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < 8; k++)
+        p[k] = _mm512_dpbusd_epi32(zero, q8s_row_pair(ab, k, 1, 0), _mm512_loadu_si512((const void *)(xq + 64 * k)));
+    /* p[k]: block 2k in lanes 0..7, 2k + 1 in 8..15. Pairs of neighbours: 128-bit lane i of c[j]
+     * holds (p[2j] lanes 4i, 4i + 1), (p[2j + 1] 4i, 4i + 1), (p[2j] 4i + 2, 4i + 3), (p[2j + 1] 4i + 2, 4i + 3) */
+#pragma GCC unroll 4
+    for (unsigned j = 0; j < 4; j++)
+        c[j] = _mm512_add_epi32(_mm512_mask_shuffle_epi32(p[2 * j], 0xAAAA, p[2 * j + 1], _MM_PERM_CDAB),
+                                _mm512_mask_shuffle_epi32(p[2 * j + 1], 0x5555, p[2 * j], _MM_PERM_CDAB));
+    /* then halves of 128-bit lanes: lane 4i + m of e[j] is a half of block 2(4j + m) + (i >= 2) */
+#pragma GCC unroll 2
+    for (unsigned j = 0; j < 2; j++)
+        e[j] = _mm512_add_epi32(_mm512_mask_shuffle_epi32(c[2 * j], 0xCCCC, c[2 * j + 1], _MM_PERM_BADC),
+                                _mm512_mask_shuffle_epi32(c[2 * j + 1], 0x3333, c[2 * j], _MM_PERM_BADC));
+    /* then 128-bit lanes 0 + 1 and 2 + 3: lane 4i + m is block 2m + (i & 1) + 8·(i >> 1) */
+    __m512i z = _mm512_add_epi32(_mm512_shuffle_i32x4(e[0], e[1], 0x88), _mm512_shuffle_i32x4(e[0], e[1], 0xDD));
+    z = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), z);
+    return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
+}
+
+AVX512 static void q8_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
+    qs_act a;
+    qs_act_fill(&a, act, nb, 0);
+    const size_t total = nr * nb, rb = 34 * nb;
+    qs_rows r = qs_rows_init(nb);
+    if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
+    for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
+        const uint8_t *ab = W + 34 * S;
+        if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 544);
+        _Alignas(64) uint8_t last[16 * 34];
+        if (total - S < 16) { /* the call's last run: its blocks, then zeros (no reads past the weights) */
+            memset(last, 0, sizeof last);
+            memcpy(last, ab, 34 * (total - S));
+            ab = last;
+        }
+        const __m512 sc = q8s_scales16(ab, a.dx + o, 16, 0);
+        qs_rows_run(&r, _mm512_cvtepi32_ps(q8_isum16(ab, a.q + 32 * o, a.cr + o)), sc, S, Y);
+    }
+    qs_rows_end(&r, Y);
+}
+
+/*
+ * One token: the stream (q8_mv_stream) or row by row (q8s_rows_dot).
+ * Several: each group of 16 rows is repacked once and run against all the
+ * tokens (exact; without scratch memory, one exact dot per pair).
  */
 TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t as, size_t nt, size_t cols,
                     float *Y, size_t ldy, const int q4) {
     const size_t nb = cols / 32;
+    if (nt == 1 && !q4 && nb > 16 && nb % 16 && nb <= QS_NB_MAX) {
+        q8_mv_stream(W, nr, act, nb, Y);
+        return;
+    }
     if (nt == 1) { /* one row at a time: interleaving rows (even 4) upsets the hardware prefetcher */
         const uint8_t *pf = W, *end = W + nr * rb;
         for (size_t r = 0; r < nr; r++) {
@@ -1027,8 +1208,8 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
 }
 
 /*
- * Q4_0 decode with AVX512_VBMI (Ice Lake, Zen 4 and later; Cascade Lake has
- * VNNI without it): a run of 16 blocks (288 bytes) is read as four 64-byte
+ * Q4_0 decode with AVX512_VBMI and GFNI (Ice Lake, Zen 4 and later; Cascade Lake has
+ * VNNI without them): a run of 16 blocks (288 bytes) is read as four 64-byte
  * vectors and a 32-byte one, and each group of four blocks (bytes 72g..72g+71,
  * inside the 128-byte window at 64g) has its 64 nibble bytes picked by one
  * VPERMT2B instead of four 16-byte loads and three inserts; the scales come
@@ -1039,7 +1220,7 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
  * the float sums grouped alike but for the last run: within the tolerance of
  * kernels.h. Chosen at run time (llmops_kern_avx512_vbmi).
  */
-#define AVX512VBMI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#define AVX512VBMI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni")))
 
 /*
  * kb (1..16) blocks from ab against x4 groups xg: their products into acc0/acc1.
@@ -1047,16 +1228,20 @@ TILE_FN void q8s_mm(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, 
  * byte; x4 is zero past the vector's last block, and so are the products.
  */
 #define TILE_VBMI AVX512VBMI __attribute__((always_inline)) static inline
-TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx, const int32_t *cr, unsigned kb,
-                           __m512 *acc0, __m512 *acc1) {
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
-    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    /* group 0's nibble bytes in its window: block j's sixteen at 18j + 2; group g's 8g further */
-    const __m512i nib = _mm512_set_epi8(
-        71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
-        41, 40, 39, 38, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11, 10,
-        9, 8, 7, 6, 5, 4, 3, 2);
-    __m512i v[5];
+
+/*
+ * The high nibble of each byte, x >> 4, in one GF2P8AFFINEQB (GFNI, which
+ * every CPU with VBMI but Cannon Lake has) instead of a shift and a mask: bit
+ * i of the result is bit i + 4 of x, the matrix's byte 7 − i selecting it.
+ */
+#define Q4_HI_NIBBLE _mm512_set1_epi64(0x1020408000000000)
+
+/*
+ * The 288 bytes of a run of kb (1..16) blocks at ab into v[0..4] (past 18·kb
+ * bytes zero: the loads stop at the run's last byte), and the run's f16
+ * scales as floats (lanes past kb zero).
+ */
+TILE_VBMI __m512 q4_load_run(const uint8_t *ab, unsigned kb, __m512i v[5]) {
     __mmask16 km = 0xFFFF;
     if (kb == 16) {
         v[0] = _mm512_loadu_si512((const void *)ab), v[1] = _mm512_loadu_si512((const void *)(ab + 64));
@@ -1076,13 +1261,37 @@ TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx
                                _mm512_permutex2var_epi16(v[2], _mm512_loadu_si512((const void *)SCALE_IDX9[1]), v[3]));
     hw = _mm512_mask_mov_epi16(hw, SCALE_PICK9[2],
                                _mm512_permutexvar_epi16(_mm512_loadu_si512((const void *)SCALE_IDX9[2]), v[4]));
-    const __m512 s16 = _mm512_mul_ps(_mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw)), _mm512_maskz_loadu_ps(km, dx));
+    return _mm512_maskz_cvtph_ps(km, _mm512_castsi512_si256(hw));
+}
+
+/* Group g's (blocks 4g..4g+3 of the run in v) 64 nibble bytes, block j's sixteen at 16j. */
+TILE_VBMI __m512i q4_group_nibbles(const __m512i v[5], unsigned g) {
+    /* group 0's nibble bytes in its window: block j's sixteen at 18j + 2; group g's 8g further */
+    const __m512i nib = _mm512_set_epi8(
+        71, 70, 69, 68, 67, 66, 65, 64, 63, 62, 61, 60, 59, 58, 57, 56, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42,
+        41, 40, 39, 38, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11, 10,
+        9, 8, 7, 6, 5, 4, 3, 2);
+    return _mm512_permutex2var_epi8(v[g], _mm512_add_epi8(nib, _mm512_set1_epi8((char)(8 * g))), v[g + 1]);
+}
+
+/*
+ * kb (1..16) blocks from ab against x4 groups xg: their products into acc0/acc1.
+ * A short run (the row's last, kb < 16) loads with masks that stop at its last
+ * byte; x4 is zero past the vector's last block, and so are the products.
+ */
+TILE_VBMI void q4_run_vbmi(const uint8_t *ab, const uint8_t *xg, const float *dx, const int32_t *cr, unsigned kb,
+                           __m512 *acc0, __m512 *acc1) {
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __mmask16 km = kb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kb) - 1);
+    __m512i v[5];
+    const __m512 s16 = _mm512_mul_ps(q4_load_run(ab, kb, v), _mm512_maskz_loadu_ps(km, dx));
     *acc1 = _mm512_fmadd_ps(s16, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(km, cr)), *acc1);
 #pragma GCC unroll 4
     for (unsigned g = 0; g < 4; g++) {
         if (4 * g >= kb) break;
-        const __m512i raw = _mm512_permutex2var_epi8(v[g], _mm512_add_epi8(nib, _mm512_set1_epi8((char)(8 * g))), v[g + 1]);
-        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        const __m512i raw = q4_group_nibbles(v, g);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_gf2p8affine_epi64_epi8(raw, Q4_HI_NIBBLE, 0);
         const __m512i xl = _mm512_loadu_si512((const void *)(xg + 128 * g));
         const __m512i xh = _mm512_loadu_si512((const void *)(xg + 128 * g + 64));
         __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, xl), hi, xh));
@@ -1105,8 +1314,54 @@ TILE_VBMI float q4_row_dot_vbmi(const uint8_t *a, const uint8_t *A, size_t cols)
     return hsum256_ps(_mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
 }
 
-/* q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi. */
+/* The stream (qs_rows, above) for Q4_0: 16 blocks' exact integer sums Σ(q_w·x) − 8·Σx, block p in lane p. */
+TILE_VBMI __m512i q4_isum16_vbmi(const __m512i v[5], const uint8_t *xl, const uint8_t *xh, const int32_t *cr) {
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
+    __m512i p[4];
+#pragma GCC unroll 4
+    for (unsigned g = 0; g < 4; g++) {
+        const __m512i raw = q4_group_nibbles(v, g);
+        const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_gf2p8affine_epi64_epi8(raw, Q4_HI_NIBBLE, 0);
+        p[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512((const void *)(xl + 64 * g))), hi,
+                                   _mm512_loadu_si512((const void *)(xh + 64 * g)));
+    }
+    /* p[g], 128-bit lane i: block 4g + i's four partial sums, each of eight products
+     * |q·x| <= 15·128: they and their pairs' sums fit 16 bits, so packing to 16 bits and
+     * adding pairs (VPMADDWD by ones) twice sums them exactly */
+    const __m512i one = _mm512_set1_epi16(1);
+    __m512i z = _mm512_madd_epi16(_mm512_packs_epi32(_mm512_madd_epi16(_mm512_packs_epi32(p[0], p[1]), one),
+                                                     _mm512_madd_epi16(_mm512_packs_epi32(p[2], p[3]), one)),
+                                  one);
+    /* z lane 4i + g: block 4g + i */
+    z = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+    return _mm512_add_epi32(z, _mm512_loadu_si512((const void *)cr));
+}
+
+AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act, size_t nb, float *Y) {
+    qs_act a;
+    qs_act_fill(&a, act, nb, 1);
+    const size_t total = nr * nb, rb = 18 * nb;
+    qs_rows r = qs_rows_init(nb);
+    if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
+    for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
+        const uint8_t *ab = W + 18 * S;
+        if (rb <= Q8S_PREFETCH_ROW) qs_prefetch(ab, 288);
+        __m512i v[5];
+        const __m512 sc = _mm512_mul_ps(q4_load_run(ab, total - S < 16 ? (unsigned)(total - S) : 16, v),
+                                        _mm512_loadu_ps(a.dx + o));
+        const __m512i is = q4_isum16_vbmi(v, a.q + 16 * o, a.q + 32 * nb + 16 * o, a.cr + o);
+        qs_rows_run(&r, _mm512_cvtepi32_ps(is), sc, S, Y);
+    }
+    qs_rows_end(&r, Y);
+}
+
+/* The stream above (q8s_mm's, for Q4_0), or q8s_mm's one-token loop (same prefetch) over q4_row_dot_vbmi. */
 AVX512VBMI static void q4_mv_vbmi(const uint8_t *W, size_t rb, size_t nr, const uint8_t *act, size_t cols, float *Y) {
+    const size_t nb = cols / 32;
+    if (nb > 16 && nb <= QS_NB_MAX && (nb % 16 || nb <= QS_Q4_WHOLE_MAX)) {
+        q4_mv_stream(W, nr, act, nb, Y);
+        return;
+    }
     const uint8_t *pf = W, *end = W + nr * rb;
     for (size_t r = 0; r < nr; r++) {
         for (const uint8_t *stop = W + (r + 1) * rb + Q8S_PREFETCH; rb <= Q8S_PREFETCH_ROW && pf < stop && pf < end;
@@ -1122,7 +1377,7 @@ static _Atomic int g_q4_vbmi = -1;
 void llmops_kern_avx512_vbmi(int on) {
     if (on < 0) {
         __builtin_cpu_init();
-        on = __builtin_cpu_supports("avx512vbmi") != 0;
+        on = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
     }
     atomic_store_explicit(&g_q4_vbmi, on, memory_order_relaxed);
 }

@@ -919,6 +919,77 @@ TEST(kernels_q8_tiles_equal_scalar_reference) {
     CHECK_OK(llmops_kernels_set_isa("auto", &err), err);
 }
 
+/*
+ * The SIMD one-token Q8_0/Q4_0 products (the decode kernels, nt = 1) on
+ * random blocks, called directly on every row count 1..40 and block count
+ * 1..70, and 176, 256 and 257 (runs of 16 blocks with and without a short
+ * one, row boundaries at every place in a run, the stream kernels' largest
+ * rows and the next): each row within 1e-5·S of the scalar dot
+ * (kernels.h), and each row the same bits whatever rows share its call, as
+ * when the threads split the rows — the calls on the first k rows and on
+ * the last k rows (which end exactly at the end of the weights: a read past
+ * the last row is an ASan error) give every row the bits the call on all 40
+ * gives it. On the AVX-512 path with its VBMI Q4_0 kernel (where the CPU
+ * has it) and without.
+ */
+TEST(kernels_q8_decode_any_rows_within_tolerance) {
+    enum { ROWS = 40, NB_ALL = 70 };
+    static const int types[] = {LLMOPS_DTYPE_Q8_0, LLMOPS_DTYPE_Q4_0};
+    static const size_t nb_more[] = {176, 256, 257};
+    uint64_t s = 1618;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t k = 0; k < NB_ALL + sizeof nb_more / sizeof nb_more[0]; k++) {
+            const int type = types[ti];
+            const size_t nb = k < NB_ALL ? k + 1 : nb_more[k - NB_ALL];
+            const size_t cols = 32 * nb, rb = row_bytes(type, cols), ab = llmops_kern_q8s_bytes(cols);
+            uint8_t *W = malloc(ROWS * rb), *xq = malloc(nb * LLMOPS_Q8_0_BYTES), *act = malloc(ab);
+            float *x = malloc(cols * sizeof(float)), ref[ROWS], all[ROWS], Y[ROWS];
+            double S[ROWS];
+            CHECK(W && xq && act && x);
+            gen_weight_blocks(&s, type, W, ROWS * nb, 0);
+            gen_varied(&s, x, cols);
+            llmops_kern_quantize_q8_0(x, xq, nb);
+            llmops_kern_quantize_q8s(x, act, cols);
+            for (size_t r = 0; r < ROWS; r++) {
+                ref[r] = type == LLMOPS_DTYPE_Q8_0 ? llmops_kernels_scalar.dot_q8_0(W + r * rb, xq, nb)
+                                                   : llmops_kernels_scalar.dot_q4_0(W + r * rb, xq, nb);
+                S[r] = abs_dot(type, W + r * rb, 0, xq, cols);
+            }
+            for (int path = 0; path < 3; path++) {
+#if defined(__x86_64__)
+                const llmops_kernel_table *kt = table_for(path ? "avx512" : "avx2");
+                if (!llmops_kernels_isa_available(path ? "avx512" : "avx2")) continue;
+                if (path == 2 && type == LLMOPS_DTYPE_Q8_0) continue; /* VBMI: Q4_0 only */
+                llmops_kern_mm_fn mm = type == LLMOPS_DTYPE_Q8_0 ? kt->mm_q8_0 : kt->mm_q4_0;
+                if (!mm) continue;
+                llmops_kern_avx512_vbmi(path == 1 ? 0 : -1);
+                const char *name = path == 0 ? "avx2" : path == 1 ? "avx512 (no VBMI)" : "avx512";
+                mm(W, rb, ROWS, act, ab, 1, cols, all, ROWS);
+                for (size_t r = 0; r < ROWS; r++)
+                    CHECK_MSG(fabs((double)all[r] - ref[r]) <= 1e-5 * S[r] + 1e-30,
+                              "%s %s %zu blocks row %zu: %.9g, scalar %.9g, S %.3g", name, llmops_dtype_name(type),
+                              nb, r, (double)all[r], (double)ref[r], S[r]);
+                for (size_t n = 1; n <= ROWS; n++)
+                    for (int last = 0; last < 2; last++) {
+                        const size_t r0 = last ? ROWS - n : 0;
+                        mm(W + r0 * rb, rb, n, act, ab, 1, cols, Y, ROWS);
+                        for (size_t i = 0; i < n; i++)
+                            CHECK_MSG(!memcmp(&Y[i], &all[r0 + i], sizeof(float)),
+                                      "%s %s %zu blocks, rows %zu..%zu: row %zu %.9g, in all %.9g", name,
+                                      llmops_dtype_name(type), nb, r0, r0 + n - 1, r0 + i, (double)Y[i],
+                                      (double)all[r0 + i]);
+                    }
+#else
+                (void)path;
+#endif
+            }
+#if defined(__x86_64__)
+            llmops_kern_avx512_vbmi(-1);
+#endif
+            free(W), free(xq), free(act), free(x);
+        }
+}
+
 /* |a − b| within `ulps` units in the last place of b (both finite), or both the same non-finite. */
 static int close_ulps(float a, float b, float ulps) {
     if (!isfinite(b)) return isnan(b) ? isnan(a) : a == b;
