@@ -254,11 +254,18 @@ A512_INLINE void qk16_rows512(const float *Q, size_t nr, size_t hd, const float 
     for (size_t r = 0; r < nr; r++) _mm512_storeu_ps(S + r * lds, a[r]);
 }
 
-/* The rows in near-equal chunks of at most QK_ROWS (30 → 10+10+10, not 12+12+6). */
+/* The next chunk of `left` rows when they go in near-equal chunks of at most max (30 by 12 → 10+10+10,
+ * not 12+12+6). */
+static inline size_t even_chunk(size_t left, size_t max) {
+    size_t chunks = (left + max - 1) / max;
+    return (left + chunks - 1) / chunks;
+}
+
+/* The rows in near-equal chunks of at most QK_ROWS. */
 A512 static void qk16_avx512(const float *Q, size_t nq, size_t hd, const float *Kt, float *S, size_t lds) {
     size_t r = 0;
     while (r < nq) {
-        size_t left = nq - r, chunks = (left + QK_ROWS - 1) / QK_ROWS, nr = (left + chunks - 1) / chunks;
+        size_t nr = even_chunk(nq - r, QK_ROWS);
         const float *q = Q + r * hd;
         float *s = S + r * lds;
         switch (nr) {
@@ -332,7 +339,7 @@ A512_INLINE void pv_any512(const float *P, size_t lds, size_t nq, const void *V,
                            size_t hd, float *O) {
     size_t r = 0;
     while (r < nq) {
-        size_t left = nq - r, chunks = (left + PV_ROWS - 1) / PV_ROWS, nr = (left + chunks - 1) / chunks;
+        size_t nr = even_chunk(nq - r, PV_ROWS);
         const float *p = P + r * lds;
         float *o = O + r * hd;
         switch (nr) {

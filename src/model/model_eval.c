@@ -97,15 +97,30 @@ static void layer_norm(const float *x, const float *w, const float *b, float *y,
     for (int64_t i = 0; i < d; i++) y[i] = (x[i] - m) * s * w[i] + (b ? b[i] : 0.0f);
 }
 
+/* One vector of the model's width through its norm (w, b as floats; b NULL: none). */
+static void norm_vec(const llmops_arch *a, const float *x, const float *w, const float *b, float *y) {
+    if (a->norm == LLMOPS_NORM_RMS) rms_norm(x, w, y, a->hidden_size, a->norm_eps);
+    else layer_norm(x, w, b, y, a->hidden_size, a->norm_eps);
+}
+
 static void norm_rows(const llmops_model *m, const mview *w, const mview *b, const float *x, float *y, size_t n,
                       float *tmp_w, float *tmp_b) {
-    int64_t d = m->arch.hidden_size;
+    size_t d = (size_t)m->arch.hidden_size;
     const float *wf = f32_of(w, tmp_w);
     const float *bf = b->data ? f32_of(b, tmp_b) : NULL;
-    for (size_t t = 0; t < n; t++) {
-        if (m->arch.norm == LLMOPS_NORM_RMS) rms_norm(x + t * (size_t)d, wf, y + t * (size_t)d, d, m->arch.norm_eps);
-        else layer_norm(x + t * (size_t)d, wf, bf, y + t * (size_t)d, d, m->arch.norm_eps);
+    for (size_t t = 0; t < n; t++) norm_vec(&m->arch, x + t * d, wf, bf, y + t * d);
+}
+
+/* x += h over n floats, four at a time: -O2 vectorizes the four statements, not a loop of unknown length. */
+static void add_into(float *restrict x, const float *restrict h, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        x[i] += h[i];
+        x[i + 1] += h[i + 1];
+        x[i + 2] += h[i + 2];
+        x[i + 3] += h[i + 3];
     }
+    for (; i < n; i++) x[i] += h[i];
 }
 
 static float act(llmops_act_kind k, float x) {
@@ -251,11 +266,9 @@ static void attend_block(attn_job *J, size_t w, int ith) {
             K->qk_f16(kf16 + c0 * kd, kd, nc, Q, nq, hd, S + c0, ncp);
             continue;
         }
-        if (nq < 4) {
+        if (nq < 4) { /* the same with an F32 cache */
             for (size_t c = 0; c < nc; c++) {
-                const void *k = (const uint8_t *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd * ctx->kv_elt;
-                const float *kf = k;
-                if (!f32) K->cvt_f16(k, Vb, hd), kf = Vb;
+                const float *kf = (const float *)kv_row(ctx, ctx->k, J->layer, (uint32_t)(c0 + c)) + g * hd;
                 for (size_t r = 0; r < nq; r++) S[r * ncp + c0 + c] = K->dot_f32(kf, Q + r * hd, hd);
             }
             continue;
@@ -584,18 +597,6 @@ static void fused_rows(fused_act *A, const mview *w, const mview *b, size_t r0, 
     }
 }
 
-/* x += h over n floats, four at a time: -O2 vectorizes the four statements, not a loop of unknown length. */
-static void fused_add(float *restrict x, const float *restrict h, size_t n) {
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        x[i] += h[i];
-        x[i + 1] += h[i + 1];
-        x[i + 2] += h[i + 2];
-        x[i + 3] += h[i + 3];
-    }
-    for (; i < n; i++) x[i] += h[i];
-}
-
 typedef struct {
     llmops_context *ctx;
     const llmops_batch_item *item;
@@ -623,8 +624,7 @@ static int fused_ok(const llmops_context *ctx, size_t n) {
 }
 
 static void fused_norm(const llmops_model *m, const mview *w, const mview *b, const float *x, float *y) {
-    if (m->arch.norm == LLMOPS_NORM_RMS) rms_norm(x, w->data, y, m->arch.hidden_size, m->arch.norm_eps);
-    else layer_norm(x, w->data, b->data, y, m->arch.hidden_size, m->arch.norm_eps);
+    norm_vec(&m->arch, x, w->data, b->data, y);
 }
 
 static void fused_token(void *vj, int ith, int nth) {
@@ -674,7 +674,7 @@ static void fused_token(void *vj, int ith, int nth) {
         /* output projection into the residual, by row chunks */
         for (size_t r0, r1; fused_take(ctx, ph + 1, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->wo, &L->bo, r0, r1, ctx->att, ctx->h);
-            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
+            add_into(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
         fused_norm(m, &L->ffn_norm, &L->ffn_norm_b, ctx->x, xn);
@@ -689,7 +689,7 @@ static void fused_token(void *vj, int ith, int nth) {
         fused_barrier(ctx, nth);
         for (size_t r0, r1; fused_take(ctx, ph + 3, d, nth, &r0, &r1);) {
             fused_rows(&A, &L->w_down, &L->b_down, r0, r1, ctx->ff1, ctx->h);
-            fused_add(ctx->x + r0, ctx->h + r0, r1 - r0);
+            add_into(ctx->x + r0, ctx->h + r0, r1 - r0);
         }
         fused_barrier(ctx, nth);
     }
@@ -731,12 +731,9 @@ static void slice_tokens(void *vj, size_t begin, size_t end, int ith) {
         float *x = ctx->x + (J->s0 + t) * d, *h = ctx->h + t * d;
         switch (J->step) {
         case STEP_ADD_NORM:
-            for (size_t i = 0; i < d; i++) x[i] += h[i];
+            add_into(x, h, d);
             /* fall through */
-        case STEP_NORM:
-            if (a->norm == LLMOPS_NORM_RMS) rms_norm(x, J->w, h, a->hidden_size, a->norm_eps);
-            else layer_norm(x, J->w, J->b, h, a->hidden_size, a->norm_eps);
-            break;
+        case STEP_NORM: norm_vec(a, x, J->w, J->b, h); break;
         case STEP_ROPE_STORE: {
             float *q = ctx->q + (J->s0 + t) * qd, *k = ctx->kk + t * kvd;
             if (a->pos == LLMOPS_POS_ROPE) {
@@ -758,9 +755,7 @@ static void slice_tokens(void *vj, size_t begin, size_t end, int ith) {
                 for (size_t i = 0; i < f; i++) u[i] *= act(a->act, g[i]);
             break;
         }
-        default:
-            for (size_t i = 0; i < d; i++) x[i] += h[i];
-            break;
+        default: add_into(x, h, d); break;
         }
     }
 }
@@ -803,12 +798,12 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             float *pe = ctx->h;
             mm_dequant_row(m->pos_embd.type,
                                   (const uint8_t *)m->pos_embd.data + (size_t)it[t].pos * m->pos_embd.row_bytes, pe, d);
-            for (size_t i = 0; i < d; i++) x[i] += pe[i];
+            add_into(x, pe, d);
         }
         if (m->type_embd.data) {
             float *te = ctx->h;
             mm_dequant_row(m->type_embd.type, m->type_embd.data, te, d); /* token type 0 */
-            for (size_t i = 0; i < d; i++) x[i] += te[i];
+            add_into(x, te, d);
         }
     }
     if (bert)
@@ -891,7 +886,7 @@ static llmops_status eval_chunk(llmops_context *ctx, const llmops_batch_item *it
             linear(ctx, &L->wo, &L->bo, att, ns, ctx->h);
             if (ctx->n_lora) lora_apply(ctx, l, LW_O, att, ns, ctx->h);
             if (bert) {
-                for (size_t i = 0; i < ns * d; i++) xs[i] += ctx->h[i];
+                add_into(xs, ctx->h, ns * d);
                 memcpy(ctx->h, xs, ns * d * sizeof(float));
                 norm_rows(m, &L->attn_out_norm, &L->attn_out_norm_b, ctx->h, xs, ns, tw, tb);
                 memcpy(ctx->h, xs, ns * d * sizeof(float));
