@@ -39,9 +39,16 @@ llmops_status llmops_file_write_atomic(const char *path, const void *data, size_
                                        llmops_error *err);
 
 /* A writer that streams into "<path>.tmp.<pid>" and renames on commit, so a
- * crash or error never leaves a half-written file under the final name. */
+ * crash or error never leaves a half-written file under the final name. It
+ * writes whole aligned 2 MiB pieces (LLMOPS_FILE_CHUNK): the kernel then
+ * caches a large file in 2 MiB folios, which a later map of it (a model's
+ * weights) reads through huge pages. */
+enum { LLMOPS_FILE_CHUNK = 2 << 20 };
 typedef struct llmops_atomic_file {
-    FILE *fp;
+    int fd;
+    uint8_t *buf;  /* the file's bytes [base, base + len), base a multiple of LLMOPS_FILE_CHUNK */
+    uint64_t base;
+    size_t len;
     char *final_path;
     char *tmp_path;
 } llmops_atomic_file;

@@ -3,12 +3,79 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "llmops/alloc.h"
+#include "llmops/log.h"
+
+/*
+ * Weights are read once per token from end to end, and through 4 KiB pages
+ * that costs a TLB miss and a restart of the hardware prefetcher every 4 KiB:
+ * on this project's machines a model decodes some 30% faster when its file
+ * is mapped through 2 MiB pages. The kernel maps a file that way when the
+ * mapping is 2 MiB aligned (file offset 0 at an aligned address), asked for
+ * with MADV_HUGEPAGE, and the page cache holds the file in 2 MiB folios. A
+ * file read from disk under such a mapping is cached in them (the readahead
+ * of a VM_HUGEPAGE fault is PMD sized), and so is one this project wrote
+ * (llmops_atomic_file writes aligned 2 MiB pieces); one another program
+ * wrote in small pieces is cached in small folios and stays so. For large
+ * files (HUGE_RECACHE_MIN) those are dropped from the cache and the file is
+ * mapped again, to be read back in 2 MiB folios: posix_fadvise(DONTNEED)
+ * drops only clean pages no other mapping uses, so nothing is lost and other
+ * users of the file are not disturbed. LLMOPS_HUGEPAGES=0 turns all of this
+ * off (a plain mapping).
+ */
+#define HUGE_BYTES ((size_t)2 << 20)
+#define HUGE_RECACHE_MIN ((size_t)64 << 20)
+
+static int hugepages_wanted(void) {
+    const char *e = getenv("LLMOPS_HUGEPAGES");
+    return !(e && e[0] == '0' && !e[1]);
+}
+
+/* The file mapped read-only at a 2 MiB aligned address with MADV_HUGEPAGE, or MAP_FAILED. */
+static void *map_aligned(int fd, size_t size) {
+    uint8_t *r = mmap(NULL, size + HUGE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return MAP_FAILED;
+    uint8_t *al = (uint8_t *)(((uintptr_t)r + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1));
+    void *p = mmap(al, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        munmap(r, size + HUGE_BYTES);
+        return MAP_FAILED;
+    }
+    /* the reservation's ends outside the file's pages */
+    uint8_t *end = al + ((size + 4095) & ~(size_t)4095), *rend = r + size + HUGE_BYTES;
+    if (al > r) munmap(r, (size_t)(al - r));
+    if (rend > end) munmap(end, (size_t)(rend - end));
+    madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
+/* Whether the mapping that starts at p maps its first 2 MiB through a huge page (FilePmdMapped in
+ * /proc/self/smaps, after touching it); -1 where that cannot be told. */
+static int first_block_huge(const uint8_t *p) {
+    (void)*(const volatile uint8_t *)p;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0, huge = -1;
+    while (huge < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) /* a mapping's first line */
+            in = lo == (unsigned long)(uintptr_t)p;
+        else if (in && !strncmp(line, "FilePmdMapped:", 14))
+            huge = strtoul(line + 14, NULL, 10) > 0;
+    }
+    fclose(f);
+    return huge;
+}
 
 llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error *err) {
     out->data = NULL;
@@ -29,12 +96,23 @@ llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error 
         close(fd);
         return LLMOPS_OK;
     }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const size_t size = (size_t)sb.st_size;
+    void *p = MAP_FAILED;
+    if (size >= HUGE_BYTES && hugepages_wanted()) {
+        p = map_aligned(fd, size);
+        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && first_block_huge(p) == 0) {
+            LLMOPS_INFO("%s: cached in small pages; reading it again into huge pages", path);
+            munmap(p, size);
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            p = map_aligned(fd, size);
+        }
+    }
+    if (p == MAP_FAILED) p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) return llmops_error_set(err, LLMOPS_ERR_IO, "%s: cannot mmap: %s", path, strerror(e));
     out->data = p;
-    out->size = (size_t)sb.st_size;
+    out->size = size;
     return LLMOPS_OK;
 }
 
@@ -89,7 +167,7 @@ static void fsync_parent_dir(const char *path) {
 }
 
 llmops_status llmops_atomic_file_open(llmops_atomic_file *f, const char *path, llmops_error *err) {
-    f->fp = NULL;
+    *f = (llmops_atomic_file){.fd = -1};
     f->final_path = llmops_strdup(path);
     size_t n = strlen(path) + 32;
     f->tmp_path = llmops_malloc(n);
@@ -100,8 +178,8 @@ llmops_status llmops_atomic_file_open(llmops_atomic_file *f, const char *path, l
         return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    f->fp = fopen(f->tmp_path, "wb");
-    if (!f->fp) {
+    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (f->fd < 0) {
         llmops_status st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: cannot create: %s", f->tmp_path,
                                             strerror(errno));
         llmops_free(f->final_path);
@@ -112,17 +190,45 @@ llmops_status llmops_atomic_file_open(llmops_atomic_file *f, const char *path, l
     return LLMOPS_OK;
 }
 
-llmops_status llmops_atomic_file_write(llmops_atomic_file *f, const void *data, size_t len,
-                                       llmops_error *err) {
-    if (len && fwrite(data, 1, len, f->fp) != len)
-        return llmops_error_set(err, LLMOPS_ERR_IO, "%s: write failed: %s", f->tmp_path, strerror(errno));
+/* Writes all n bytes at the file's offset (write may write less, or be interrupted). */
+static llmops_status write_full(llmops_atomic_file *f, const uint8_t *p, size_t n, llmops_error *err) {
+    while (n > 0) {
+        ssize_t w = write(f->fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return llmops_error_set(err, LLMOPS_ERR_IO, "%s: write failed: %s", f->tmp_path,
+                                    w < 0 ? strerror(errno) : "no progress");
+        p += w, n -= (size_t)w;
+    }
     return LLMOPS_OK;
 }
 
-uint64_t llmops_atomic_file_tell(const llmops_atomic_file *f) {
-    long pos = ftell(f->fp);
-    return pos < 0 ? 0 : (uint64_t)pos;
+llmops_status llmops_atomic_file_write(llmops_atomic_file *f, const void *data, size_t len,
+                                       llmops_error *err) {
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (f->len == 0 && len >= LLMOPS_FILE_CHUNK) { /* whole aligned pieces straight from the caller */
+            size_t n = len - len % LLMOPS_FILE_CHUNK;
+            llmops_status st = write_full(f, p, n, err);
+            if (st) return st;
+            f->base += n, p += n, len -= n;
+            continue;
+        }
+        if (!f->buf && !(f->buf = llmops_malloc(LLMOPS_FILE_CHUNK)))
+            return llmops_error_set(err, LLMOPS_ERR_NOMEM, "%s: out of memory", f->tmp_path);
+        size_t n = LLMOPS_FILE_CHUNK - f->len < len ? LLMOPS_FILE_CHUNK - f->len : len;
+        memcpy(f->buf + f->len, p, n);
+        f->len += n, p += n, len -= n;
+        if (f->len == LLMOPS_FILE_CHUNK) {
+            llmops_status st = write_full(f, f->buf, f->len, err);
+            if (st) return st;
+            f->base += f->len, f->len = 0;
+        }
+    }
+    return LLMOPS_OK;
 }
+
+uint64_t llmops_atomic_file_tell(const llmops_atomic_file *f) { return f->base + f->len; }
 
 llmops_status llmops_atomic_file_pad(llmops_atomic_file *f, uint64_t align, llmops_error *err) {
     static const uint8_t zeros[64];
@@ -137,30 +243,33 @@ llmops_status llmops_atomic_file_pad(llmops_atomic_file *f, uint64_t align, llmo
     return LLMOPS_OK;
 }
 
+/* Only an open file (tmp_path set) owns fd: a zeroed, never opened one has fd 0. */
+static void atomic_file_release(llmops_atomic_file *f) {
+    if (f->tmp_path && f->fd >= 0) close(f->fd);
+    llmops_free(f->buf);
+    llmops_free(f->tmp_path);
+    llmops_free(f->final_path);
+    *f = (llmops_atomic_file){.fd = -1};
+}
+
 llmops_status llmops_atomic_file_commit(llmops_atomic_file *f, llmops_error *err) {
-    llmops_status st = LLMOPS_OK;
-    if (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0)
+    llmops_status st = f->len ? write_full(f, f->buf, f->len, err) : LLMOPS_OK;
+    if (!st && fsync(f->fd) != 0)
         st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: flush failed: %s", f->tmp_path, strerror(errno));
-    if (fclose(f->fp) != 0 && !st)
+    if (close(f->fd) != 0 && !st)
         st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: close failed: %s", f->tmp_path, strerror(errno));
-    f->fp = NULL;
+    f->fd = -1;
     if (!st && rename(f->tmp_path, f->final_path) != 0)
         st = llmops_error_set(err, LLMOPS_ERR_IO, "%s: rename failed: %s", f->final_path, strerror(errno));
     if (st) unlink(f->tmp_path);
     else fsync_parent_dir(f->final_path);
-    llmops_free(f->tmp_path);
-    llmops_free(f->final_path);
-    f->tmp_path = f->final_path = NULL;
+    atomic_file_release(f);
     return st;
 }
 
 void llmops_atomic_file_abort(llmops_atomic_file *f) {
-    if (f->fp) fclose(f->fp);
     if (f->tmp_path) unlink(f->tmp_path);
-    llmops_free(f->tmp_path);
-    llmops_free(f->final_path);
-    f->fp = NULL;
-    f->tmp_path = f->final_path = NULL;
+    atomic_file_release(f);
 }
 
 llmops_status llmops_file_write_atomic(const char *path, const void *data, size_t len,

@@ -1,7 +1,10 @@
 /* Files: mmap, bounded reads, atomic writes, mkdirs, path_join. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../unit/test.h"
 #include "llmops/alloc.h"
@@ -144,6 +147,130 @@ TEST(fileio_atomic_write_and_abort) {
     const char *bad = test_tmpfile("no-dir/out.bin");
     CHECK_ERR(llmops_file_write_atomic(bad, "x", 1, &err), LLMOPS_ERR_IO, err, "no-dir/out.bin");
     CHECK_EQ_INT(llmops_alloc_live(), live);
+}
+
+/* Byte i of the large test files: a pattern no run of zeros or repeated block hides. */
+static uint8_t pattern_byte(size_t i) { return (uint8_t)((i * 2654435761u) >> 13); }
+
+/* The streaming writer buffers 2 MiB aligned pieces and writes a caller's whole pieces
+ * straight through: odd write sizes across those boundaries, a pad, tell, commit. */
+TEST(fileio_atomic_file_large_writes_across_pieces) {
+    long live = llmops_alloc_live();
+    llmops_error err = {0};
+    const char *path = test_tmpfile("large.bin");
+    const size_t total = 5 * (size_t)LLMOPS_FILE_CHUNK + 12345;
+    uint8_t *want = llmops_malloc(total + 4096);
+    CHECK(want != NULL);
+    for (size_t i = 0; i < total; i++) want[i] = pattern_byte(i);
+    llmops_atomic_file f;
+    CHECK_OK(llmops_atomic_file_open(&f, path, &err), err);
+    /* pieces: small, one crossing the first boundary, a 2-piece direct write after a partial buffer, one
+     * starting exactly on a boundary with several whole pieces, the rest */
+    const size_t cuts[] = {0, 1000, (size_t)LLMOPS_FILE_CHUNK + 7, 3 * (size_t)LLMOPS_FILE_CHUNK,
+                           3 * (size_t)LLMOPS_FILE_CHUNK + 1, total};
+    for (size_t k = 0; k + 1 < sizeof cuts / sizeof cuts[0]; k++) {
+        CHECK_OK(llmops_atomic_file_write(&f, want + cuts[k], cuts[k + 1] - cuts[k], &err), err);
+        CHECK_EQ_INT((long long)llmops_atomic_file_tell(&f), (long long)cuts[k + 1]);
+    }
+    CHECK_OK(llmops_atomic_file_pad(&f, 4096, &err), err);
+    const size_t padded = (total + 4095) / 4096 * 4096;
+    for (size_t i = total; i < padded; i++) want[i] = 0;
+    CHECK_EQ_INT((long long)llmops_atomic_file_tell(&f), (long long)padded);
+    CHECK_OK(llmops_atomic_file_commit(&f, &err), err);
+    char *data = NULL;
+    size_t len = 0;
+    CHECK_OK(llmops_file_read_all(path, (size_t)64 << 20, &data, &len, &err), err);
+    CHECK_EQ_INT((long long)len, (long long)padded);
+    CHECK(memcmp(data, want, padded) == 0);
+    llmops_free(data);
+    llmops_free(want);
+    unlink(path);
+    CHECK_EQ_INT(llmops_alloc_live(), live);
+}
+
+/* FilePmdMapped of the mapping starting at p, in kB, from the kernel's own account; -1 if not found. */
+static long pmd_mapped_kb(const void *p) {
+    FILE *fp = fopen("/proc/self/smaps", "r");
+    if (!fp) return -1;
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) in = lo == (unsigned long)(uintptr_t)p;
+        else if (in && !strncmp(line, "FilePmdMapped:", 14)) kb = strtol(line + 14, NULL, 10);
+    }
+    fclose(fp);
+    return kb;
+}
+
+/* Writes n pattern bytes in 4 KiB write() calls, as a program that writes in small pieces does. */
+static int write_small_pieces(const char *path, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return 0;
+    uint8_t buf[4096];
+    int ok = 1;
+    for (size_t at = 0; ok && at < n; at += sizeof buf) {
+        size_t k = n - at < sizeof buf ? n - at : sizeof buf;
+        for (size_t i = 0; i < k; i++) buf[i] = pattern_byte(at + i);
+        ok = write(fd, buf, k) == (ssize_t)k;
+    }
+    return close(fd) == 0 && ok;
+}
+
+/*
+ * Large files map 2 MiB aligned, with the right bytes, and through huge pages
+ * where the kernel can: a file this project wrote at once, and one written in
+ * small pieces (cached in small folios) after the mapping reads it again. The
+ * kernel's own account (FilePmdMapped) is the judge; where a file this project
+ * wrote does not get huge pages either (THP off, a file system without large
+ * folios), only the bytes are checked.
+ */
+TEST(fileio_mmap_large_file_huge_pages) {
+    llmops_error err = {0};
+    const size_t n = (size_t)66 << 20;
+    const char *ours = test_tmpfile("ours.bin");
+    llmops_atomic_file f;
+    CHECK_OK(llmops_atomic_file_open(&f, ours, &err), err);
+    uint8_t *buf = llmops_malloc((size_t)1 << 20);
+    CHECK(buf != NULL);
+    for (size_t at = 0; at < n; at += (size_t)1 << 20) {
+        for (size_t i = 0; i < ((size_t)1 << 20); i++) buf[i] = pattern_byte(at + i);
+        CHECK_OK(llmops_atomic_file_write(&f, buf, (size_t)1 << 20, &err), err);
+    }
+    llmops_free(buf);
+    CHECK_OK(llmops_atomic_file_commit(&f, &err), err);
+    const char *small = test_tmpfile("small.bin");
+    CHECK(write_small_pieces(small, n));
+
+    long kb[2];
+    const char *paths[2] = {ours, small};
+    for (int k = 0; k < 2; k++) {
+        llmops_mmap m;
+        CHECK_OK(llmops_mmap_open(paths[k], &m, &err), err);
+        CHECK_EQ_INT((long long)m.size, (long long)n);
+        CHECK_EQ_INT((long long)((uintptr_t)m.data % ((uintptr_t)2 << 20)), 0);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i += 4093) bad += m.data[i] != pattern_byte(i);
+        CHECK_EQ_INT((long long)bad, 0);
+        kb[k] = pmd_mapped_kb(m.data);
+        llmops_mmap_close(&m);
+    }
+    /* the plain mapping (LLMOPS_HUGEPAGES=0) reads the same bytes */
+    setenv("LLMOPS_HUGEPAGES", "0", 1);
+    llmops_mmap m;
+    llmops_status st = llmops_mmap_open(small, &m, &err);
+    unsetenv("LLMOPS_HUGEPAGES");
+    CHECK_OK(st, err);
+    CHECK(m.data[12345] == pattern_byte(12345) && m.data[n - 1] == pattern_byte(n - 1));
+    llmops_mmap_close(&m);
+    unlink(ours);
+    unlink(small);
+    if (kb[0] <= 0) SKIP("no huge pages for file mappings here (FilePmdMapped %ld kB)", kb[0]);
+    /* all of it read (touched above) through huge pages: at most the last partial 2 MiB in small ones */
+    CHECK(kb[0] >= (long)(n >> 10) - 2048);
+    CHECK(kb[1] >= (long)(n >> 10) - 2048);
 }
 
 TEST(fileio_mkdirs) {

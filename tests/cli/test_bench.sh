@@ -20,6 +20,7 @@ want(r["pp"] == 48 and r["tg"] == 16 and r["threads"] == 1 and r["n_batch"] == 4
 want(r["pp_tokens_per_s"] > 0 and r["tg_tokens_per_s"] > 0 and r["triad_bytes_per_s"] > 1e8, "speeds")
 want(abs(r["tg_bound_tokens_per_s"] - r["triad_bytes_per_s"] / r["weight_bytes_per_token"]) <= 1e-2 * r["tg_bound_tokens_per_s"], "bound = bandwidth / bytes")
 want(abs(r["tg_fraction_of_bound"] - r["tg_tokens_per_s"] / r["tg_bound_tokens_per_s"]) <= 2e-3, "fraction")
+want(r["weights_huge_page_fraction"] == -1 or 0 <= r["weights_huge_page_fraction"] <= 1, "huge-page fraction")
 want(r["kv_bytes"] == kv, f"kv_bytes {r['kv_bytes']} != {kv}")
 want(r["mapped_bytes"] == os.path.getsize(sys.argv[2]), "mapped_bytes = file size")
 want(r["peak_rss_bytes"] >= r["mapped_bytes"], "peak RSS below the mapped file")
