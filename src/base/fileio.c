@@ -57,24 +57,27 @@ static void *map_aligned(int fd, size_t size) {
     return p;
 }
 
-/* Whether the mapping that starts at p maps its first 2 MiB through a huge page (FilePmdMapped in
- * /proc/self/smaps, after touching it); -1 where that cannot be told. */
-static int first_block_huge(const uint8_t *p) {
+/* Whether the mapping that starts at p (size bytes, at least HUGE_RECACHE_MIN) maps its first 2 MiB and
+ * those in its middle through huge pages (FilePmdMapped in /proc/self/smaps, after touching them: the
+ * file may be partly cached); -1 where that cannot be told. */
+static int probe_huge(const uint8_t *p, size_t size) {
     (void)*(const volatile uint8_t *)p;
+    (void)*(const volatile uint8_t *)(p + (size / 2 & ~(HUGE_BYTES - 1)));
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
     char line[512];
-    int in = 0, huge = -1;
-    while (huge < 0 && fgets(line, sizeof line, f)) {
+    int in = 0;
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
         char perms[8];
         if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) /* a mapping's first line */
             in = lo == (unsigned long)(uintptr_t)p;
         else if (in && !strncmp(line, "FilePmdMapped:", 14))
-            huge = strtoul(line + 14, NULL, 10) > 0;
+            kb = strtol(line + 14, NULL, 10);
     }
     fclose(f);
-    return huge;
+    return kb < 0 ? -1 : kb >= 2 * (long)(HUGE_BYTES >> 10);
 }
 
 llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error *err) {
@@ -100,7 +103,7 @@ llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error 
     void *p = MAP_FAILED;
     if (size >= HUGE_BYTES && hugepages_wanted()) {
         p = map_aligned(fd, size);
-        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && first_block_huge(p) == 0) {
+        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && probe_huge(p, size) == 0) {
             LLMOPS_INFO("%s: cached in small pages; reading it again into huge pages", path);
             munmap(p, size);
             posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
