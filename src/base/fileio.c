@@ -27,9 +27,9 @@
  * wrote in small pieces is cached in small folios and stays so. For large
  * files (HUGE_RECACHE_MIN) those are dropped from the cache and the file is
  * mapped again, to be read back in 2 MiB folios: posix_fadvise(DONTNEED)
- * drops only clean pages no other mapping uses, so nothing is lost and other
- * users of the file are not disturbed. LLMOPS_HUGEPAGES=0 turns all of this
- * off (a plain mapping).
+ * drops only clean pages no other mapping uses (fdatasync first, so a file
+ * just written is clean), so nothing is lost and other users of the file are
+ * not disturbed. LLMOPS_HUGEPAGES=0 turns all of this off (a plain mapping).
  */
 #define HUGE_BYTES ((size_t)2 << 20)
 #define HUGE_RECACHE_MIN ((size_t)64 << 20)
@@ -106,6 +106,7 @@ llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error 
         if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && probe_huge(p, size) == 0) {
             LLMOPS_INFO("%s: cached in small pages; reading it again into huge pages", path);
             munmap(p, size);
+            fdatasync(fd); /* pages still dirty (a file just written) would stay in the cache */
             posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
             p = map_aligned(fd, size);
         }
