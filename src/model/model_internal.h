@@ -76,6 +76,8 @@ struct llmops_context {
     size_t fused_d, fused_stride;
     atomic_size_t *fused_ctr;  /* work counters, one per phase of the token     */
     size_t fused_n_ctr;
+    _Atomic uint64_t *fused_rng; /* per phase and thread: rows taken from its range (fused_take), a line each */
+    size_t fused_n_rng;
     uint32_t scratch_tokens, slice_tokens;
     /* LoRA adapters applied after the adapted products (src/model/lora.c) */
     const struct llmops_adapter **lora;
