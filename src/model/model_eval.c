@@ -518,8 +518,9 @@ const float *llmops_get_logits(const llmops_context *ctx, size_t i) {
  * A single token (decode) is memory bound: each weight is read once, and the
  * time that is not spent streaming weights goes to synchronisation. So the
  * whole pass runs in one job of the pool: every thread normalizes the residual
- * itself, then takes chunks of a phase's rows from an atomic counter (uneven
- * progress on a shared machine balances), and a barrier separates the
+ * itself, then streams its own range of a phase's rows and helps with the
+ * others' ends (fused_take: uneven progress on a shared machine balances;
+ * the q/k/v heads come from one counter), and a barrier separates the
  * phases — four per layer: q/k/v heads (each with its RoPE and its KV-cache
  * store) then attention per KV group once that group's heads are done, the
  * output projection added into the residual, gate and up with the
