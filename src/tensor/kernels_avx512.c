@@ -989,11 +989,18 @@ AVX512 static float q8s_dot_exact(const uint8_t *a, const uint8_t *A, size_t col
     return sum;
 }
 
-/* How far ahead of the row it reads one-token products prefetch the weights, for rows of at most
+/*
+ * How far ahead of the row it reads one-token products prefetch the weights, for rows of at most
  * Q8S_PREFETCH_ROW bytes: on short rows (SmolLM's 576 columns) the hardware prefetcher starts late at each
  * row chunk and decode stalled on those lines; on long rows (TinyLlama's 2048 columns) it keeps up, and
- * the extra prefetches cost CPU time instead (Q8_0: 70 -> 85 ms of CPU per token on 2 threads). */
-enum { Q8S_PREFETCH = 4096, Q8S_PREFETCH_ROW = 1024 };
+ * the extra prefetches cost CPU time instead (Q8_0: 70 -> 85 ms of CPU per token on 2 threads).
+ * The streams (qs_prefetch) prefetch twice: into L1 Q8S_PREFETCH ahead and into L2 (T1)
+ * Q8S_PREFETCH_FAR ahead. With the weights in huge pages, one L1 prefetch 4 KiB ahead kept too few
+ * lines in flight to hide the kernel's arithmetic: SmolLM decoding, medians of 8-10 alternating
+ * rounds, Q4_0 1.09-1.16x and Q8_0 1.02-1.03x for 1 KiB + 8 KiB against 4 KiB alone (T1 alone 8 KiB
+ * ahead 1.07-1.09x, 1 KiB + 16 KiB 1.06x, 2 KiB + 8 KiB 1.13x).
+ */
+enum { Q8S_PREFETCH = 1024, Q8S_PREFETCH_FAR = 8192, Q8S_PREFETCH_ROW = 1024 };
 
 /*
  * One token on short rows (16 < nb <= QS_NB_MAX blocks). Row by row, a row
@@ -1073,15 +1080,18 @@ TILE_FN __m512 qs_hsum16(const __m512 a[16]) {
 
 /*
  * The lines of the bytes Q8S_PREFETCH past a run of n bytes at ab (as q8s_mm,
- * on rows of at most Q8S_PREFETCH_ROW bytes): a line every 64 bytes from its
- * start covers them but for the one of its last n % 64 bytes, which the next
- * run's first covers. Prefetches past the weights' end do nothing (they do
- * not fault); the address is formed as an integer, not a pointer past them.
+ * on rows of at most Q8S_PREFETCH_ROW bytes) into L1, and of those
+ * Q8S_PREFETCH_FAR past it into L2: a line every 64 bytes from its start
+ * covers them but for the one of its last n % 64 bytes, which the next run's
+ * first covers. Prefetches past the weights' end do nothing (they do not
+ * fault); the addresses are formed as integers, not pointers past them.
  */
 TILE_FN void qs_prefetch(const uint8_t *ab, unsigned n) {
-    const uintptr_t at = (uintptr_t)ab + Q8S_PREFETCH;
+    const uintptr_t at = (uintptr_t)ab + Q8S_PREFETCH, far = (uintptr_t)ab + Q8S_PREFETCH_FAR;
 #pragma GCC unroll 9
     for (unsigned k = 0; k < n; k += 64) _mm_prefetch((const char *)(at + k), _MM_HINT_T0);
+#pragma GCC unroll 9
+    for (unsigned k = 0; k < n; k += 64) _mm_prefetch((const char *)(far + k), _MM_HINT_T1);
 }
 
 /* Before the first run: the first Q8S_PREFETCH of the call's `bytes`, which no run prefetches (as q8s_mm's
