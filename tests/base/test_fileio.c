@@ -244,6 +244,10 @@ TEST(fileio_mmap_large_file_huge_pages) {
     const char *small = test_tmpfile("small.bin");
     CHECK(write_small_pieces(small, n));
 
+    /* the huge-page mapping is what is tested, whatever the caller's environment says */
+    const char *env = getenv("LLMOPS_HUGEPAGES");
+    char *saved = env ? llmops_strdup(env) : NULL;
+    unsetenv("LLMOPS_HUGEPAGES");
     long kb[2];
     const char *paths[2] = {ours, small};
     for (int k = 0; k < 2; k++) {
@@ -261,7 +265,9 @@ TEST(fileio_mmap_large_file_huge_pages) {
     setenv("LLMOPS_HUGEPAGES", "0", 1);
     llmops_mmap m;
     llmops_status st = llmops_mmap_open(small, &m, &err);
-    unsetenv("LLMOPS_HUGEPAGES");
+    if (saved) setenv("LLMOPS_HUGEPAGES", saved, 1);
+    else unsetenv("LLMOPS_HUGEPAGES");
+    llmops_free(saved);
     CHECK_OK(st, err);
     CHECK(m.data[12345] == pattern_byte(12345) && m.data[n - 1] == pattern_byte(n - 1));
     llmops_mmap_close(&m);
