@@ -28,6 +28,12 @@ typedef struct llmops_mmap {
 llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error *err);
 void llmops_mmap_close(llmops_mmap *m);
 
+/* size bytes of zeroed read-write memory at a 2 MiB aligned address, in huge pages where the kernel
+ * gives them (as llmops_mmap_open maps large files; LLMOPS_HUGEPAGES=0: small pages); NULL if there is
+ * no memory. Freed by llmops_huge_free with the same size. */
+void *llmops_huge_alloc(size_t size);
+void llmops_huge_free(void *p, size_t size);
+
 /* Reads a whole file into a NUL-terminated heap buffer (llmops_free), failing
  * with LIMIT when it is larger than `max` bytes. */
 llmops_status llmops_file_read_all(const char *path, size_t max, char **out, size_t *len,

@@ -39,22 +39,39 @@ static int hugepages_wanted(void) {
     return !(e && e[0] == '0' && !e[1]);
 }
 
-/* The file mapped read-only at a 2 MiB aligned address with MADV_HUGEPAGE, or MAP_FAILED. */
-static void *map_aligned(int fd, size_t size) {
-    uint8_t *r = mmap(NULL, size + HUGE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r == MAP_FAILED) return MAP_FAILED;
+/* A fresh private anonymous mapping of size bytes (prot) at a 2 MiB aligned address, or NULL. */
+static uint8_t *reserve_aligned(size_t size, int prot) {
+    uint8_t *r = mmap(NULL, size + HUGE_BYTES, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return NULL;
     uint8_t *al = (uint8_t *)(((uintptr_t)r + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1));
-    void *p = mmap(al, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
-    if (p == MAP_FAILED) {
-        munmap(r, size + HUGE_BYTES);
-        return MAP_FAILED;
-    }
-    /* the reservation's ends outside the file's pages */
+    /* the reservation's ends outside the pages of [al, al + size) */
     uint8_t *end = al + ((size + 4095) & ~(size_t)4095), *rend = r + size + HUGE_BYTES;
     if (al > r) munmap(r, (size_t)(al - r));
     if (rend > end) munmap(end, (size_t)(rend - end));
+    return al;
+}
+
+/* The file mapped read-only at a 2 MiB aligned address with MADV_HUGEPAGE, or MAP_FAILED. */
+static void *map_aligned(int fd, size_t size) {
+    uint8_t *al = reserve_aligned(size, PROT_NONE);
+    if (!al) return MAP_FAILED;
+    void *p = mmap(al, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        munmap(al, size);
+        return MAP_FAILED;
+    }
     madvise(p, size, MADV_HUGEPAGE);
     return p;
+}
+
+void *llmops_huge_alloc(size_t size) {
+    uint8_t *p = reserve_aligned(size, PROT_READ | PROT_WRITE);
+    if (p && hugepages_wanted()) madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
+void llmops_huge_free(void *p, size_t size) {
+    if (p) munmap(p, size);
 }
 
 /* Whether the mapping that starts at p (size bytes, at least HUGE_RECACHE_MIN) maps its first 2 MiB and

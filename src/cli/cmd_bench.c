@@ -8,13 +8,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
 #include "llmops/alloc.h"
+#include "llmops/fileio.h"
 #include "llmops/kernels.h"
 #include "llmops/model.h"
 #include "llmops/threadpool.h"
@@ -52,27 +52,13 @@ static void triad(void *ctx, size_t begin, size_t end, int ith) {
     for (size_t i = begin; i < end; i++) a[i] = b[i] + s * c[i];
 }
 
-/*
- * A triad array of n floats, 2 MiB aligned and in huge pages where the kernel
- * gives them, as the weights are mapped (llmops_mmap_open): the bound must not
- * come from a smaller page size than the weights are read through (4 KiB
- * pages read some 30% slower here). NULL if there is no memory.
- */
-static float *triad_array(size_t n) {
-    const size_t huge = (size_t)2 << 20, len = n * sizeof(float);
-    uint8_t *r = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r == MAP_FAILED) return NULL;
-    uint8_t *a = (uint8_t *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
-    if (a > r) munmap(r, (size_t)(a - r));
-    if (r + huge > a) munmap(a + len, (size_t)(r + huge - a));
-    madvise(a, len, MADV_HUGEPAGE);
-    return (float *)(void *)a;
-}
-
 /* Best-of-reps triad bandwidth in bytes/s (12 bytes moved per element: two reads, one write). */
 static double stream_triad(llmops_threadpool *pool, int reps) {
     size_t n = (size_t)48 << 20; /* 3 × 192 MiB */
-    triad_job j = {triad_array(n), triad_array(n), triad_array(n), 3.0f};
+    /* in huge pages, as the weights are mapped (llmops_mmap_open): the bound must not come from a smaller
+     * page size than the weights are read through (4 KiB pages read some 30% slower here) */
+    const size_t bytes = n * sizeof(float);
+    triad_job j = {llmops_huge_alloc(bytes), llmops_huge_alloc(bytes), llmops_huge_alloc(bytes), 3.0f};
     double best = 0;
     if (j.a && j.b && j.c) {
         for (size_t i = 0; i < n; i++) j.a[i] = 0, j.b[i] = 1, j.c[i] = 2; /* touch every page first */
@@ -83,9 +69,9 @@ static double stream_triad(llmops_threadpool *pool, int reps) {
             if (r > 0 && bw > best) best = bw; /* the first pass warms up */
         }
     }
-    float *arr[3] = {j.a, j.b, j.c};
-    for (int k = 0; k < 3; k++)
-        if (arr[k]) munmap(arr[k], n * sizeof(float));
+    llmops_huge_free(j.a, bytes);
+    llmops_huge_free(j.b, bytes);
+    llmops_huge_free(j.c, bytes);
     return best;
 }
 
