@@ -160,6 +160,13 @@ void llmops_matvec_prepared(int type, const void *W, size_t rows, size_t cols, c
  */
 float llmops_vec_softmax(float *s, const uint8_t *keep, size_t n);
 void llmops_vec_silu_mul(float *y, const float *g, size_t n);
+/*
+ * Σ x[i]² of n floats, accumulated in double (each path adds in its own
+ * order: within n·2⁻⁵² of the exact sum, relatively). Vector loads keep many
+ * lines in flight: the norms of a decode step read a residual half of which
+ * another core has just written.
+ */
+double llmops_vec_sumsq(const float *x, size_t n);
 
 /* The path in use: "avx512vnni", "avx2" or "scalar". */
 const char *llmops_kernels_isa(void);
@@ -242,6 +249,8 @@ typedef struct llmops_kernel_table {
     float (*exp_sum)(float *s, const uint8_t *keep, size_t n, float mx);
     /* llmops_vec_silu_mul */
     void (*silu_mul)(float *y, const float *g, size_t n);
+    /* llmops_vec_sumsq */
+    double (*sumsq)(const float *x, size_t n);
 } llmops_kernel_table;
 
 extern const llmops_kernel_table llmops_kernels_scalar;

@@ -182,9 +182,20 @@ static void silu_mul_scalar(float *y, const float *g, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] *= g[i] / (1.0f + expf(-g[i]));
 }
 
+/* Four independent chains: one chain's add latency would bound it. */
+static double sumsq_scalar(const float *x, size_t n) {
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) s[j] += (double)x[i + j] * x[i + j];
+    for (; i < n; i++) s[0] += (double)x[i] * x[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 const llmops_kernel_table llmops_kernels_scalar = {
     .exp_sum = exp_sum_scalar,
     .silu_mul = silu_mul_scalar,
+    .sumsq = sumsq_scalar,
     .name = "scalar",
     .dot_f32 = dot_f32_scalar,
     .dot_f16 = dot_f16_scalar,
@@ -265,6 +276,11 @@ float llmops_vec_softmax(float *s, const uint8_t *keep, size_t n) {
 void llmops_vec_silu_mul(float *y, const float *g, size_t n) {
     const llmops_kernel_table *k = kernels();
     (k->silu_mul ? k->silu_mul : silu_mul_scalar)(y, g, n);
+}
+
+double llmops_vec_sumsq(const float *x, size_t n) {
+    const llmops_kernel_table *k = kernels();
+    return (k->sumsq ? k->sumsq : sumsq_scalar)(x, n);
 }
 
 int llmops_kernels_isa_available(const char *name) {

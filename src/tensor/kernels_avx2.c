@@ -553,6 +553,22 @@ AVX2 static void silu_mul_avx2(float *y, const float *g, size_t n) {
     }
 }
 
+/* Four chains of four doubles; the last n % 16 floats one at a time into the first. */
+AVX2 static double sumsq_avx2(const float *x, size_t n) {
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 4; j++) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * j));
+            a[j] = _mm256_fmadd_pd(v, v, a[j]);
+        }
+    __m256d t = _mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3]));
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+    double s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
 const llmops_kernel_table llmops_kernels_avx2 = {
     .name = "avx2",
     .dot_f32 = dot_f32_avx2,
@@ -568,6 +584,7 @@ const llmops_kernel_table llmops_kernels_avx2 = {
     .mm_q6_K = mm_q6_K_avx2,
     .exp_sum = exp_sum_avx2,
     .silu_mul = silu_mul_avx2,
+    .sumsq = sumsq_avx2,
 };
 
 #else

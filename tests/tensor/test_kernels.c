@@ -1055,6 +1055,32 @@ TEST(kernels_vec_exp_simd_match_scalar) {
     if (!ran) SKIP("no SIMD path on this machine");
 }
 
+/* llmops_vec_sumsq on every path against a long-double sum, for every length to 70 and SmolLM's 576, values
+ * over twelve orders of magnitude (a float sum would lose the small ones), and at offsets (no alignment). */
+TEST(kernels_vec_sumsq_matches_exact) {
+    enum { N = 600 };
+    static float x[N + 8];
+    uint64_t s = 77;
+    for (size_t i = 0; i < N + 8; i++) x[i] = (float)((rng_unit(&s) * 2 - 1) * pow(10.0, (double)(i % 13) - 6));
+    const llmops_kernel_table *paths[3] = {&llmops_kernels_scalar, NULL, NULL};
+    const char *names[3] = {"scalar", "avx2", "avx512"};
+    for (size_t p = 1; p < 3; p++)
+        if (llmops_kernels_isa_available(names[p])) paths[p] = table_for(names[p]);
+    for (size_t p = 0; p < 3; p++) {
+        if (!paths[p]) continue;
+        for (size_t off = 0; off < 8; off += 3)
+            for (size_t n = 0; n <= N; n += (n < 70 ? 1 : n == 70 ? 506 : 24)) {
+                long double e = 0;
+                for (size_t i = 0; i < n; i++) e += (long double)x[off + i] * x[off + i];
+                double got = paths[p]->sumsq(x + off, n);
+                CHECK_MSG(fabsl((long double)got - e) <= e * (long double)n * 0x1p-52L, "%s sumsq n=%zu off=%zu: %.17g vs %.17Lg",
+                          names[p], n, off, got, e);
+            }
+    }
+    double d = llmops_vec_sumsq(x, 576);
+    CHECK(d > 0 && llmops_vec_sumsq(x, 0) == 0);
+}
+
 /* llmops_matmul_multi (one X prepared once for several weights) equals one llmops_matmul per weight, bit
  * for bit, on every path: weights sharing an activation format and weights that do not, odd row counts. */
 TEST(kernels_matmul_multi_equals_separate) {
