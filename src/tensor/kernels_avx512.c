@@ -1010,9 +1010,9 @@ enum { Q8S_PREFETCH = 1024, Q8S_PREFETCH_FAR = 8192, Q8S_PREFETCH_ROW = 1024 };
  * of nr·nb blocks (rows are contiguous: row_bytes = nb blocks), read in full
  * runs of 16 blocks whatever the row boundaries (nb > 16: at most one inside
  * a run); only the call's last run is short. Block p of the run at stream
- * block S meets activation block (S + p) mod nb: a doubled copy of the
- * activations (qs_act, on the stack: QS_NB_MAX bounds nb) makes those 16
- * contiguous. Q8_0 takes it where nb % 16 != 0 (elsewhere it measured no
+ * block S meets activation block (S + p) mod nb: a copy of the activations
+ * followed by their first 16 blocks again (qs_act, on the stack: QS_NB_MAX
+ * bounds nb) makes those 16 contiguous. Q8_0 takes it where nb % 16 != 0 (elsewhere it measured no
  * faster). Q4_0 with VBMI takes it there and where nb <= QS_Q4_WHOLE_MAX
  * (SmolLM's 1536 columns): its per-block sums and 16 rows' horizontal sums
  * at once beat q4_row_dot_vbmi on whole runs too while the weights come from
@@ -1032,8 +1032,8 @@ enum { Q8S_PREFETCH = 1024, Q8S_PREFETCH_FAR = 8192, Q8S_PREFETCH_ROW = 1024 };
  */
 enum { QS_NB_MAX = 256, QS_Q4_WHOLE_MAX = 48 };
 
-/* A stream's doubled activations: quants (Q8_0: 32 bytes per block; Q4_0: the
- * first 16 of every block, then the last 16), scales, offset terms. */
+/* A stream's activations, blocks 0 .. nb − 1 then 0 .. 15 again: quants (Q8_0: 32 bytes per
+ * block; Q4_0: the first 16 of every block, then from a->q + 32·nb the last 16), scales, offset terms. */
 typedef struct qs_act {
     _Alignas(64) uint8_t q[2 * QS_NB_MAX * 32];
     float dx[2 * QS_NB_MAX];
@@ -1041,18 +1041,27 @@ typedef struct qs_act {
 } qs_act;
 
 static inline void qs_act_fill(qs_act *a, const uint8_t *act, size_t nb, int q4) {
+    /*
+     * Blocks nb .. nb + 15 repeat 0 .. 15 (a run starts at a block below nb; nb > 16). The fill is part
+     * of every call, and calls of 16 rows spent a fifth of their time in it block by block: here in
+     * copies of 64 bytes, each running past its region's end into the repeat, which comes after (the
+     * reads past a region stay inside the prepared vector) and copies from the prepared vector, not
+     * from the stores just made, which would stall its loads.
+     */
     const size_t cols = 32 * nb;
-    for (size_t b = 0; b < 2 * nb; b++) {
-        const size_t i = b < nb ? b : b - nb;
-        if (q4) {
-            memcpy(a->q + 16 * b, act + 32 * i, 16);
-            memcpy(a->q + 32 * nb + 16 * b, act + 32 * i + 16, 16);
-        } else {
-            memcpy(a->q + 32 * b, act + 32 * i, 32);
-        }
-        memcpy(a->dx + b, act + cols + 4 * i, 4);
-        memcpy(a->cr + b, act + cols + (q4 ? 8 : 4) * nb + 4 * i, 4);
+    if (q4) { /* x4 holds the first and last 16 bytes of four blocks in turn: 64 of one, 64 of the other */
+        const uint8_t *x4 = act + cols + 12 * nb;
+        uint8_t *lo = a->q, *hi = a->q + 32 * nb;
+        for (size_t g = 0; g < (nb + 3) / 4; g++) memcpy(lo + 64 * g, x4 + 128 * g, 64), memcpy(hi + 64 * g, x4 + 128 * g + 64, 64);
+        for (size_t g = 0; g < 4; g++)
+            memcpy(lo + 16 * nb + 64 * g, x4 + 128 * g, 64), memcpy(hi + 16 * nb + 64 * g, x4 + 128 * g + 64, 64);
+    } else {
+        for (size_t k = 0; k < cols; k += 64) memcpy(a->q + k, act + k, 64);
+        for (size_t k = 0; k < 512; k += 64) memcpy(a->q + cols + k, act + k, 64);
     }
+    const uint8_t *dx = act + cols, *cr = act + cols + (q4 ? 8 : 4) * nb;
+    for (size_t k = 0; k < nb; k += 16) memcpy(a->dx + k, dx + 4 * k, 64), memcpy(a->cr + k, cr + 4 * k, 64);
+    memcpy(a->dx + nb, dx, 64), memcpy(a->cr + nb, cr, 64);
 }
 
 /*
@@ -1107,9 +1116,10 @@ typedef struct qs_rows {
     unsigned nf;
 } qs_rows;
 
-TILE_FN qs_rows qs_rows_init(size_t nb) {
-    qs_rows r = {.acc = _mm512_setzero_ps(), .nb = nb, .row_end = nb};
-    return r;
+/* fin is left as it is: zeroing it (an initializer) and returning the struct cost 13% of a call of 16 rows */
+TILE_FN void qs_rows_init(qs_rows *r, size_t nb) {
+    r->acc = _mm512_setzero_ps();
+    r->nb = nb, r->row_end = nb, r->y = 0, r->nf = 0;
 }
 
 /* The run at stream block S: its blocks' integer sums xi (as floats) times their d_w·d_x (sc). */
@@ -1165,7 +1175,8 @@ AVX512 static void q8_mv_stream(const uint8_t *W, size_t nr, const uint8_t *act,
     qs_act a;
     qs_act_fill(&a, act, nb, 0);
     const size_t total = nr * nb, rb = 34 * nb;
-    qs_rows r = qs_rows_init(nb);
+    qs_rows r;
+    qs_rows_init(&r, nb);
     if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
     for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
         const uint8_t *ab = W + 34 * S;
@@ -1351,7 +1362,8 @@ AVX512VBMI static void q4_mv_stream(const uint8_t *W, size_t nr, const uint8_t *
     qs_act a;
     qs_act_fill(&a, act, nb, 1);
     const size_t total = nr * nb, rb = 18 * nb;
-    qs_rows r = qs_rows_init(nb);
+    qs_rows r;
+    qs_rows_init(&r, nb);
     if (rb <= Q8S_PREFETCH_ROW) qs_prefetch_start(W, nr * rb);
     for (size_t S = 0, o = 0; S < total; S += 16, o = o + 16 < nb ? o + 16 : o + 16 - nb) {
         const uint8_t *ab = W + 18 * S;
