@@ -690,25 +690,26 @@ static void fused_token(void *vj, int ith, int nth) {
         fused_norm(m, &L->attn_norm, &L->attn_norm_b, ctx->x, xn);
         A.x = NULL;
         kv_prefetch_layer(ctx, l, ith, nth);
-        /* q, k, v by heads, a KV group after another (its k and v heads, then its q heads); each head rotated
-         * and, for k and v, stored where it is made. A group's attention is the item after the next group's
-         * heads (by then its own heads are done or being made), the last group's at the end: no barrier
+        /* k, v and q by KV groups (a group's k head, its v head, then its q heads in one item), each head
+         * rotated and, for k and v, stored where it is made. A group's attention is the item after the next
+         * group's three (by then its own are done or being made), the last group's at the end: no barrier
          * between heads and attention, and the phase ends with two attention items, not all of them, so the
-         * threads finish it together. */
+         * threads finish it together. A group's q heads are one item, not one each: each item is a call
+         * with its own start-up costs (SmolLM: 18 items per layer became 12). */
         atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
         attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        for (size_t u; (u = fused_next(ctx, ph, nkv * (group + 3))) != SIZE_MAX;) {
-            size_t g = 0, j = u; /* head j of group g, or (j == group + 2) the attention of group g - 1 */
-            if (u >= group + 2) g = (u - (group + 2)) / (group + 3) + 1, j = (u - (group + 2)) % (group + 3);
-            if (j == group + 2 || g == nkv) {
-                fused_wait(&ready[g - 1], group + 2);
+        for (size_t u; (u = fused_next(ctx, ph, nkv * 4)) != SIZE_MAX;) {
+            size_t g = 0, j = u; /* item j of group g (k, v, q), or (j == 3) the attention of group g - 1 */
+            if (u >= 3) g = (u - 3) / 4 + 1, j = (u - 3) % 4;
+            if (j == 3 || g == nkv) {
+                fused_wait(&ready[g - 1], 3);
                 attend_block(&J, g - 1, ith);
                 continue;
             }
-            if (j >= 2) {
-                size_t h = g * group + j - 2;
-                fused_rows(&A, &L->wq, &L->bq, h * hd, (h + 1) * hd, xn, ctx->q);
-                if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->q + h * hd, ctx->rope_cs);
+            if (j == 2) {
+                fused_rows(&A, &L->wq, &L->bq, g * group * hd, (g + 1) * group * hd, xn, ctx->q);
+                for (size_t h = g * group; h < (g + 1) * group && a->pos == LLMOPS_POS_ROPE; h++)
+                    rope(m, ctx->q + h * hd, ctx->rope_cs);
             } else if (j == 0) {
                 fused_rows(&A, &L->wk, &L->bk, g * hd, (g + 1) * hd, xn, ctx->kk);
                 if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->kk + g * hd, ctx->rope_cs);
