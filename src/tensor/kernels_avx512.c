@@ -166,6 +166,37 @@ AVX512 static float dot_q6_K_avx512(const void *w, const void *xq, size_t nb) {
     return sum;
 }
 
+/*
+ * Lane r of the result: the sixteen lanes of a[r] combined by op (LANES_ADD: float sum, LANES_MAX,
+ * LANES_ADD_I32: 32-bit integer sum), as a tree: lanes i and i + 8 combined, then i and i + 4, i + 2,
+ * i + 1, four vectors at a time per instruction. For floats the order of additions is fixed: rotating a
+ * vector's lanes maps each of these pairs onto another of the same step, and a + b = b + a, so its
+ * result has the same bits for every rotation (the one-token streams rely on it).
+ */
+enum { LANES_ADD, LANES_MAX, LANES_ADD_I32 };
+
+__attribute__((always_inline)) AVX512 static inline __m512 lanes_op(__m512 x, __m512 y, const int op) {
+    if (op == LANES_MAX) return _mm512_max_ps(x, y);
+    if (op == LANES_ADD_I32) return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_castps_si512(y)));
+    return _mm512_add_ps(x, y);
+}
+
+__attribute__((always_inline)) AVX512 static inline __m512 lanes16(const __m512 a[16], const int op) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
+        b[j] = lanes_op(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE), op);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
+        c[j] = lanes_op(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD), op);
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
+        d[j] = lanes_op(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE), op);
+    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
+    __m512 e = lanes_op(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD), op);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
+}
+
 /* ---- activation quantizer ---------------------------------------------------------------
  *
  * Q8S (kernels.h) with the arithmetic of ggml's quantize_row_q8_0_ref, as
@@ -175,46 +206,86 @@ AVX512 static float dot_q6_K_avx512(const void *w, const void *xq, size_t nb) {
  * every float. A block holding a NaN goes to the portable quantizer: its amax
  * depends on where the NaN sits.
  */
-AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols) {
+/* x·id of 16 floats rounded half away from zero, clamped to int8 (NaN, from inf·0, to 0), in 32-bit lanes. */
+__attribute__((always_inline)) AVX512 static inline __m512i q8s_round16(__m512 x, __m512 vid) {
     const __m512i sign = _mm512_set1_epi32(INT32_MIN), one = _mm512_castps_si512(_mm512_set1_ps(1.0f));
-    const __m512 half = _mm512_set1_ps(0.5f);
-    const __m512 lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512 p = _mm512_mul_ps(x, vid), t = _mm512_roundscale_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(p, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512i sgn_one = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(p), sign), one);
+    __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_castsi512_ps(sgn_one));
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r);
+    return _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f)));
+}
+
+/* Block b alone (amax by a reduction); a block holding a NaN by the portable quantizer. */
+AVX512 static void quantize_q8s_block(const float *x, uint8_t *dst, size_t cols, size_t b) {
     const size_t nb = cols / 32;
-    for (size_t b = 0; b < nb; b++) {
-        const float *xb = x + 32 * b;
-        __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
-        if (_mm512_cmp_ps_mask(v[0], v[0], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[1], v[1], _CMP_UNORD_Q)) {
-            uint8_t one_block[32 + 12 + 128];
-            llmops_kern_quantize_q8s(xb, one_block, 32);
-            memcpy(dst + 32 * b, one_block, 32);
-            memcpy(dst + cols + 4 * b, one_block + 32, 4);
-            memcpy(dst + cols + 4 * nb + 4 * b, one_block + 36, 4);
-            memcpy(dst + cols + 8 * nb + 4 * b, one_block + 40, 4);
+    const float *xb = x + 32 * b;
+    __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
+    if (_mm512_cmp_ps_mask(v[0], v[0], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[1], v[1], _CMP_UNORD_Q)) {
+        uint8_t one_block[32 + 12 + 128];
+        llmops_kern_quantize_q8s(xb, one_block, 32);
+        memcpy(dst + 32 * b, one_block, 32);
+        memcpy(dst + cols + 4 * b, one_block + 32, 4);
+        memcpy(dst + cols + 4 * nb + 4 * b, one_block + 36, 4);
+        memcpy(dst + cols + 8 * nb + 4 * b, one_block + 40, 4);
+        return;
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
+    const float d = amax / ((1 << 7) - 1);
+    const float id = d ? 1.0f / d : 0.0f;
+    const float ds = llmops_fp16_to_fp32(llmops_fp32_to_fp16(d));
+    memcpy(dst + cols + 4 * b, &ds, 4);
+    __m512i qsum = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512i q32 = q8s_round16(v[h], _mm512_set1_ps(id));
+        qsum = _mm512_add_epi32(qsum, q32);
+        _mm_storeu_si128((__m128i *)(dst + 32 * b + 16 * h), _mm512_cvtepi32_epi8(q32));
+    }
+    int32_t sq = _mm512_reduce_add_epi32(qsum), c128 = -128 * sq, c8 = -8 * sq;
+    memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
+    memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
+}
+
+/*
+ * Sixteen blocks at a time: their amax, scales, reciprocals and sums as vectors of 16 (lanes16's
+ * reductions), not one block's reductions and scalar divisions after another (SmolLM decode spent 3% of
+ * its time here); a group holding a NaN, and the blocks past the last whole group, one at a time.
+ */
+AVX512 static void quantize_q8s_avx512(const float *x, uint8_t *dst, size_t cols) {
+    const size_t nb = cols / 32;
+    size_t b0 = 0;
+    for (; b0 + 16 <= nb; b0 += 16) {
+        const float *xb = x + 32 * b0;
+        __m512 m[16];
+        __mmask16 nan = 0;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            const __m512 v0 = _mm512_loadu_ps(xb + 32 * j), v1 = _mm512_loadu_ps(xb + 32 * j + 16);
+            nan |= _mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q);
+            m[j] = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+        }
+        if (nan) {
+            for (size_t b = b0; b < b0 + 16; b++) quantize_q8s_block(x, dst, cols, b);
             continue;
         }
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
-        const float d = amax / ((1 << 7) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        const float ds = llmops_fp16_to_fp32(llmops_fp32_to_fp16(d));
-        memcpy(dst + cols + 4 * b, &ds, 4);
-        const __m512 vid = _mm512_set1_ps(id);
-        __m512i qsum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512 p = _mm512_mul_ps(v[h], vid);
-            __m512 t = _mm512_roundscale_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(p, t)), half, _CMP_GE_OQ);
-            __m512i sgn_one = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(p), sign), one);
-            __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_castsi512_ps(sgn_one));
-            r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r); /* NaN (inf·0) → 0 */
-            r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
-            __m512i q32 = _mm512_cvttps_epi32(r);
-            qsum = _mm512_add_epi32(qsum, q32);
-            _mm_storeu_si128((__m128i *)(dst + 32 * b + 16 * h), _mm512_cvtepi32_epi8(q32));
+        const __m512 d = _mm512_div_ps(lanes16(m, LANES_MAX), _mm512_set1_ps((1 << 7) - 1));
+        const __m512 id = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ), _mm512_set1_ps(1.0f), d);
+        _mm512_storeu_ps((float *)(void *)(dst + cols + 4 * b0), _mm512_cvtph_ps(_mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT)));
+        __m512 qs[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            const __m512 vid = _mm512_permutexvar_ps(_mm512_set1_epi32(j), id);
+            const __m512i q0 = q8s_round16(_mm512_loadu_ps(xb + 32 * j), vid), q1 = q8s_round16(_mm512_loadu_ps(xb + 32 * j + 16), vid);
+            _mm_storeu_si128((__m128i *)(dst + 32 * (b0 + j)), _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(dst + 32 * (b0 + j) + 16), _mm512_cvtepi32_epi8(q1));
+            qs[j] = _mm512_castsi512_ps(_mm512_add_epi32(q0, q1));
         }
-        int32_t sq = _mm512_reduce_add_epi32(qsum), c128 = -128 * sq, c8 = -8 * sq;
-        memcpy(dst + cols + 4 * nb + 4 * b, &c128, 4);
-        memcpy(dst + cols + 8 * nb + 4 * b, &c8, 4);
+        const __m512i sq = _mm512_castps_si512(lanes16(qs, LANES_ADD_I32));
+        _mm512_storeu_si512((void *)(dst + cols + 4 * nb + 4 * b0), _mm512_mullo_epi32(sq, _mm512_set1_epi32(-128)));
+        _mm512_storeu_si512((void *)(dst + cols + 8 * nb + 4 * b0), _mm512_mullo_epi32(sq, _mm512_set1_epi32(-8)));
     }
+    for (; b0 < nb; b0++) quantize_q8s_block(x, dst, cols, b0);
     llmops_kern_q8s_fill_x4(dst, cols);
 }
 
@@ -1064,28 +1135,8 @@ static inline void qs_act_fill(qs_act *a, const uint8_t *act, size_t nb, int q4)
     memcpy(a->dx + nb, dx, 64), memcpy(a->cr + nb, cr, 64);
 }
 
-/*
- * The sums of 16 finished rows' accumulators a[r], row r's in lane r: in
- * each, lanes i and i + 8 added, then i and i + 4, i + 2, i + 1, four rows
- * at a time per instruction. Rotating a row's lanes maps each of these
- * pairs onto another of the same step, and a + b = b + a: its sum has the
- * same bits for every rotation.
- */
-TILE_FN __m512 qs_hsum16(const __m512 a[16]) {
-    __m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) /* rows j, j + 8: lanes i + (i + 8) in halves 0, 1 */
-        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 8], 0x44), _mm512_shuffle_f32x4(a[j], a[j + 8], 0xEE));
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) /* rows j, j + 8, j + 4, j + 12: + (i + 4) in quarters 0..3 */
-        c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], 0x88), _mm512_shuffle_f32x4(b[j], b[j + 4], 0xDD));
-#pragma GCC unroll 2
-    for (int j = 0; j < 2; j++) /* + (i + 2): quarter k's lanes 0–1 from c[j], 2–3 from c[j + 2] */
-        d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], 0x44), _mm512_shuffle_ps(c[j], c[j + 2], 0xEE));
-    /* + (i + 1): quarter k's lane m is row {0, 2, 1, 3}[m] + {0, 8, 4, 12}[k] */
-    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
-}
+/* The sums of 16 finished rows' accumulators a[r], row r's in lane r (the same bits for every rotation). */
+TILE_FN __m512 qs_hsum16(const __m512 a[16]) { return lanes16(a, LANES_ADD); }
 
 /*
  * The lines of the bytes Q8S_PREFETCH past a run of n bytes at ab (as q8s_mm,

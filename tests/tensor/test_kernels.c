@@ -1142,20 +1142,25 @@ TEST(kernels_quantize_q8s_simd_matches_portable) {
     x[0] = NAN, x[32 + 17] = NAN, x[64 + 31] = NAN, x[96 + 3] = INFINITY, x[128 + 9] = -INFINITY;
     for (int i = 0; i < 32; i++) x[160 + i] = (float)(i - 16) * 1e-41f, x[192 + i] = (float)(i + 1) * 1e37f;
     x[224] = 1e-45f, x[N - 1] = NAN, x[N - 40] = 3e38f;
+    /* the same kinds (NaN aside) in blocks 20-25, which the AVX-512 quantizer takes sixteen at a time from
+     * x + 512 on (second pass): ±inf, subnormals, huge values, a zero block, a scale below f16's normals */
+    x[640 + 5] = INFINITY, x[672 + 30] = -INFINITY;
+    for (int i = 0; i < 32; i++)
+        x[704 + i] = (float)(i - 16) * 1e-41f, x[736 + i] = (float)(i + 1) * -1e37f, x[768 + i] = 0, x[800 + i] = (float)(i - 7) * 3e-7f;
     int ran = 0;
     for (size_t p = 0; p < sizeof k_isas / sizeof k_isas[0]; p++) {
         const llmops_kernel_table *kt = table_for(k_isas[p]);
         if (!kt || !kt->quantize_q8s || !llmops_kernels_isa_available(k_isas[p])) continue;
         ran++;
-        static const size_t col_counts[] = {32, 96, N};
-        for (size_t ci = 0; ci < 3; ci++) {
-            size_t cols = col_counts[ci];
-            llmops_kern_quantize_q8s(x, ref, cols);
+        static const size_t col_counts[] = {32, 96, N, 576, 1536, N - 512};
+        for (size_t ci = 0; ci < 6; ci++) {
+            size_t cols = col_counts[ci], off = ci < 3 ? 0 : 512;
+            llmops_kern_quantize_q8s(x + off, ref, cols);
             memset(got, 0x5a, llmops_kern_q8s_bytes(N));
-            kt->quantize_q8s(x, got, cols);
+            kt->quantize_q8s(x + off, got, cols);
             size_t nb = llmops_kern_q8s_bytes(cols), i = 0;
             while (i < nb && got[i] == ref[i]) i++;
-            CHECK_MSG(i == nb, "%s cols=%zu: byte %zu is 0x%02x, portable 0x%02x", k_isas[p], cols, i,
+            CHECK_MSG(i == nb, "%s cols=%zu from %zu: byte %zu is 0x%02x, portable 0x%02x", k_isas[p], cols, off, i,
                       i < nb ? got[i] : 0, i < nb ? ref[i] : 0);
         }
     }
