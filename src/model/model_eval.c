@@ -675,6 +675,30 @@ static void fused_norm(const llmops_model *m, const mview *w, const mview *b, co
     norm_vec(&m->arch, x, w->data, b->data, y);
 }
 
+enum { ITEM_K, ITEM_V, ITEM_Q, ITEM_ATT };
+
+/*
+ * Item u of a layer's first phase (nkv groups of `group` q heads): groups 0 .. nkv − 2 as k, v, q (all the
+ * group's heads), the attention of the group before after each but the first; then the last group's k, v,
+ * its q heads one by one, the attention of the group before it and its own. Sets the group and, for q,
+ * the heads [h0, h1).
+ */
+static int fused_item(size_t u, size_t nkv, size_t group, size_t *g, size_t *h0, size_t *h1) {
+    const size_t pre = nkv >= 2 ? 3 + 4 * (nkv - 2) : 0;
+    size_t j;
+    if (u < pre) {
+        *g = u < 3 ? 0 : (u - 3) / 4 + 1, j = u < 3 ? u : (u - 3) % 4;
+        if (j == 3) return --*g, ITEM_ATT;
+        *h0 = *g * group, *h1 = *h0 + group;
+        return j == 0 ? ITEM_K : j == 1 ? ITEM_V : ITEM_Q;
+    }
+    j = u - pre, *g = nkv - 1;
+    if (j < 2) return j == 0 ? ITEM_K : ITEM_V;
+    if (j < 2 + group) return *h0 = *g * group + j - 2, *h1 = *h0 + 1, ITEM_Q;
+    if (j == 2 + group && nkv >= 2) --*g;
+    return ITEM_ATT;
+}
+
 static void fused_token(void *vj, int ith, int nth) {
     fused_job *F = vj;
     llmops_context *ctx = F->ctx;
@@ -693,24 +717,25 @@ static void fused_token(void *vj, int ith, int nth) {
         /* k, v and q by KV groups (a group's k head, its v head, then its q heads in one item), each head
          * rotated and, for k and v, stored where it is made. A group's attention is the item after the next
          * group's three (by then its own are done or being made), the last group's at the end: no barrier
-         * between heads and attention, and the phase ends with two attention items, not all of them, so the
-         * threads finish it together. A group's q heads are one item, not one each: each item is a call
-         * with its own start-up costs (SmolLM: 18 items per layer became 12). */
+         * between heads and attention. A group's q heads are one item, not one each: each item is a call
+         * with its own start-up costs (SmolLM: 18 items per layer became 12). But the last group's q heads
+         * are one item each, so the phase ends with the last two attention items side by side, not one
+         * thread's q heads then the other's attention (fused_item). */
         atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
         attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        for (size_t u; (u = fused_next(ctx, ph, nkv * 4)) != SIZE_MAX;) {
-            size_t g = 0, j = u; /* item j of group g (k, v, q), or (j == 3) the attention of group g - 1 */
-            if (u >= 3) g = (u - 3) / 4 + 1, j = (u - 3) % 4;
-            if (j == 3 || g == nkv) {
-                fused_wait(&ready[g - 1], 3);
-                attend_block(&J, g - 1, ith);
+        const size_t n_items = (nkv >= 2 ? 3 + 4 * (nkv - 2) + 2 : 1) + 2 + group;
+        for (size_t u; (u = fused_next(ctx, ph, n_items)) != SIZE_MAX;) {
+            size_t g, h0, h1;
+            const int kind = fused_item(u, nkv, group, &g, &h0, &h1);
+            if (kind == ITEM_ATT) {
+                fused_wait(&ready[g], g + 1 < nkv ? 3 : 2 + group);
+                attend_block(&J, g, ith);
                 continue;
             }
-            if (j == 2) {
-                fused_rows(&A, &L->wq, &L->bq, g * group * hd, (g + 1) * group * hd, xn, ctx->q);
-                for (size_t h = g * group; h < (g + 1) * group && a->pos == LLMOPS_POS_ROPE; h++)
-                    rope(m, ctx->q + h * hd, ctx->rope_cs);
-            } else if (j == 0) {
+            if (kind == ITEM_Q) {
+                fused_rows(&A, &L->wq, &L->bq, h0 * hd, h1 * hd, xn, ctx->q);
+                for (size_t h = h0; h < h1 && a->pos == LLMOPS_POS_ROPE; h++) rope(m, ctx->q + h * hd, ctx->rope_cs);
+            } else if (kind == ITEM_K) {
                 fused_rows(&A, &L->wk, &L->bk, g * hd, (g + 1) * hd, xn, ctx->kk);
                 if (a->pos == LLMOPS_POS_ROPE) rope(m, ctx->kk + g * hd, ctx->rope_cs);
                 kv_store(ctx, (uint8_t *)kv_row(ctx, ctx->k, l, F->cell) + g * hd * ctx->kv_elt, ctx->kk + g * hd, hd);
