@@ -74,12 +74,15 @@ void llmops_huge_free(void *p, size_t size) {
     if (p) munmap(p, size);
 }
 
-/* Whether the mapping that starts at p (size bytes, at least HUGE_RECACHE_MIN) maps its first 2 MiB and
- * those in its middle through huge pages (FilePmdMapped in /proc/self/smaps, after touching them: the
- * file may be partly cached); -1 where that cannot be told. */
+/* Whether the mapping that starts at p (size bytes, at least HUGE_RECACHE_MIN) maps eight 2 MiB blocks
+ * spread over it (at k/8 of its size) through huge pages (FilePmdMapped in /proc/self/smaps, after
+ * touching them: the file may be partly cached); -1 where that cannot be told. Two blocks (first and
+ * middle) missed files whose cache had been partly evicted and read back in small folios: a TinyLlama
+ * file stayed 63% huge from one load to the next. */
+enum { HUGE_PROBES = 8 };
+
 static int probe_huge(const uint8_t *p, size_t size) {
-    (void)*(const volatile uint8_t *)p;
-    (void)*(const volatile uint8_t *)(p + (size / 2 & ~(HUGE_BYTES - 1)));
+    for (size_t k = 0; k < HUGE_PROBES; k++) (void)*(const volatile uint8_t *)(p + (size / HUGE_PROBES * k & ~(HUGE_BYTES - 1)));
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
     char line[512];
@@ -94,7 +97,7 @@ static int probe_huge(const uint8_t *p, size_t size) {
             kb = strtol(line + 14, NULL, 10);
     }
     fclose(f);
-    return kb < 0 ? -1 : kb >= 2 * (long)(HUGE_BYTES >> 10);
+    return kb < 0 ? -1 : kb >= HUGE_PROBES * (long)(HUGE_BYTES >> 10);
 }
 
 llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error *err) {
