@@ -60,18 +60,18 @@ static void triad(void *ctx, size_t begin, size_t end, int ith) {
  * slower here). Every page is touched once at allocation.
  */
 enum { TRIAD_N = 48 << 20 };
+#define TRIAD_BYTES ((size_t)TRIAD_N * sizeof(float))
 
+/* 1 when all three arrays are there; triad_free frees whichever are, in either case. */
 static int triad_alloc(triad_job *j) {
-    const size_t bytes = (size_t)TRIAD_N * sizeof(float);
-    *j = (triad_job){llmops_huge_alloc(bytes), llmops_huge_alloc(bytes), llmops_huge_alloc(bytes), 3.0f};
+    *j = (triad_job){llmops_huge_alloc(TRIAD_BYTES), llmops_huge_alloc(TRIAD_BYTES), llmops_huge_alloc(TRIAD_BYTES), 3.0f};
     if (!j->a || !j->b || !j->c) return 0;
     for (size_t i = 0; i < TRIAD_N; i++) j->a[i] = 0, j->b[i] = 1, j->c[i] = 2;
     return 1;
 }
 
 static void triad_free(triad_job *j) {
-    const size_t bytes = (size_t)TRIAD_N * sizeof(float);
-    llmops_huge_free(j->a, bytes), llmops_huge_free(j->b, bytes), llmops_huge_free(j->c, bytes);
+    llmops_huge_free(j->a, TRIAD_BYTES), llmops_huge_free(j->b, TRIAD_BYTES), llmops_huge_free(j->c, TRIAD_BYTES);
 }
 
 /* The triad's bandwidth in bytes/s (12 bytes moved per element: two reads, one write): best of two
@@ -197,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
         if (tg_rep[rep] > best_tg) best_tg = tg_rep[rep];
         bw_rep[rep] = have_triad ? triad_bw(pool, &tj) : 0;
     }
-    if (have_triad) triad_free(&tj);
+    triad_free(&tj);
     const double huge_bytes = file_huge_bytes();
     struct stat sb;
     double mapped = stat(model, &sb) == 0 && S_ISREG(sb.st_mode) ? (double)sb.st_size

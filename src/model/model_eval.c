@@ -279,9 +279,9 @@ static void attend_block(attn_job *J, size_t w, int ith) {
     for (size_t b = 0; b < nblk; b++) {
         size_t c0 = b * 16, nc = chi - c0 < 16 ? chi - c0 : 16;
         if (decode_f16 && c0 + KV_PREFETCH_CELLS < chi) {
-            size_t p1 = chi - (c0 + KV_PREFETCH_CELLS) < 16 ? chi : c0 + KV_PREFETCH_CELLS + 16;
-            kv_prefetch(kf16, kd, c0 + KV_PREFETCH_CELLS, p1, hd);
-            kv_prefetch(vf16, kd, c0 + KV_PREFETCH_CELLS, p1, hd);
+            size_t p0 = c0 + KV_PREFETCH_CELLS, p1 = p0 + 16 < chi ? p0 + 16 : chi;
+            kv_prefetch(kf16, kd, p0, p1, hd);
+            kv_prefetch(vf16, kd, p0, p1, hd);
         }
         int any = 0;
         for (size_t t = 0; t < nt && !any; t++)
@@ -699,6 +699,11 @@ static int fused_item(size_t u, size_t nkv, size_t group, size_t *g, size_t *h0,
     return ITEM_ATT;
 }
 
+/* The number of those items, and how many k, v and q items group g has (what its attention waits for). */
+static size_t fused_n_items(size_t nkv, size_t group) { return (nkv >= 2 ? 3 + 4 * (nkv - 2) + 2 : 1) + 2 + group; }
+
+static size_t fused_group_items(size_t g, size_t nkv, size_t group) { return g + 1 < nkv ? 3 : 2 + group; }
+
 static void fused_token(void *vj, int ith, int nth) {
     fused_job *F = vj;
     llmops_context *ctx = F->ctx;
@@ -723,12 +728,11 @@ static void fused_token(void *vj, int ith, int nth) {
          * thread's q heads then the other's attention (fused_item). */
         atomic_size_t *ready = ctx->fused_ctr + (size_t)a->n_layers * FUSED_PHASES + 1 + (size_t)l * nkv;
         attn_job J = {ctx, F->item, &F->cell, 1, l, 0};
-        const size_t n_items = (nkv >= 2 ? 3 + 4 * (nkv - 2) + 2 : 1) + 2 + group;
-        for (size_t u; (u = fused_next(ctx, ph, n_items)) != SIZE_MAX;) {
+        for (size_t u; (u = fused_next(ctx, ph, fused_n_items(nkv, group))) != SIZE_MAX;) {
             size_t g, h0, h1;
             const int kind = fused_item(u, nkv, group, &g, &h0, &h1);
             if (kind == ITEM_ATT) {
-                fused_wait(&ready[g], g + 1 < nkv ? 3 : 2 + group);
+                fused_wait(&ready[g], fused_group_items(g, nkv, group));
                 attend_block(&J, g, ith);
                 continue;
             }
