@@ -51,7 +51,8 @@ llmops_status llmops_llama2c_parse(const void *data, size_t size, const char *or
                                    llmops_error *err);
 void llmops_llama2c_free(llmops_llama2c *m);
 const llmops_llama2c_tensor *llmops_llama2c_find(const llmops_llama2c *m, const char *name);
-/* 1 when the first bytes look like a llama2.c checkpoint of exactly this size. */
+/* 1 when the first bytes look like a llama2.c checkpoint of exactly this size: data holds the file's first
+ * 256 bytes (or all of it, if shorter), size is the file's size. */
 int llmops_llama2c_sniff(const void *data, size_t size);
 /* The descriptor of the network (llama family, RMSNorm eps 1e-5, theta 10000). */
 void llmops_llama2c_arch(const llmops_llama2c *m, llmops_arch *a);

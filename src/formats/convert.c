@@ -53,17 +53,23 @@ llmops_model_format llmops_detect_format(const char *path) {
         return has ? LLMOPS_FORMAT_HF_DIR : LLMOPS_FORMAT_UNKNOWN;
     }
     if (ends_with(path, ".safetensors.index.json")) return LLMOPS_FORMAT_SAFETENSORS;
-    llmops_mmap m;
-    if (llmops_mmap_open(path, &m, NULL)) return LLMOPS_FORMAT_UNKNOWN;
+    /* the file's first bytes and its size tell (read, not mapped: mapping a model prepares its pages) */
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return LLMOPS_FORMAT_UNKNOWN;
+    uint8_t head[512] = {0};
+    size_t got = fread(head, 1, sizeof head, fp);
+    long end = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    fclose(fp);
+    if (end < 0 || (size_t)end < got) return LLMOPS_FORMAT_UNKNOWN;
+    const size_t size = (size_t)end;
     llmops_model_format f = LLMOPS_FORMAT_UNKNOWN;
-    if (m.size >= 4 && memcmp(m.data, "GGUF", 4) == 0) f = LLMOPS_FORMAT_GGUF;
-    else if (m.size >= 9 && m.data[8] == '{') {
+    if (size >= 4 && memcmp(head, "GGUF", 4) == 0) f = LLMOPS_FORMAT_GGUF;
+    else if (size >= 9 && head[8] == '{') {
         uint64_t hl;
-        memcpy(&hl, m.data, 8);
-        if (hl <= m.size - 8) f = LLMOPS_FORMAT_SAFETENSORS;
+        memcpy(&hl, head, 8);
+        if (hl <= size - 8) f = LLMOPS_FORMAT_SAFETENSORS;
     }
-    if (f == LLMOPS_FORMAT_UNKNOWN && llmops_llama2c_sniff(m.data, m.size)) f = LLMOPS_FORMAT_LLAMA2C;
-    llmops_mmap_close(&m);
+    if (f == LLMOPS_FORMAT_UNKNOWN && llmops_llama2c_sniff(head, size)) f = LLMOPS_FORMAT_LLAMA2C;
     return f;
 }
 
