@@ -27,7 +27,8 @@ void usage_bench(FILE *out) {
             "generation run the memory bandwidth of a STREAM triad a[i] = b[i] + s*c[i] over arrays\n"
             "far larger than the caches; prints the generation speed as a fraction of the bound\n"
             "bandwidth / (weight bytes per token), the median over the runs of each run against its\n"
-            "own triad.\n"
+            "own triad. The same for the plain read bandwidth (b and c summed, nothing written),\n"
+            "measured after each triad: generation reads its weights and writes almost nothing.\n"
             "Also prints the peak resident memory of the warm-up run (before the triad's arrays)\n"
             "beside what it cannot go below: the model file (memory-mapped) plus the KV cache.\n"
             "--batch N evaluates the prompt in passes of at most N tokens (the context's n_batch;\n"
@@ -87,6 +88,45 @@ static double triad_bw(llmops_threadpool *pool, triad_job *j) {
     return best;
 }
 
+/* Sums of b's and c's 64-bit words (read, nothing written), four independent sums in registers so that
+ * the loads, not the adds, set the pace (a vectorized sum of 32-bit words kept its partial sums on the
+ * stack and read no more than 22 GB/s per thread). */
+typedef struct {
+    const triad_job *t;
+    uint64_t sum[LLMOPS_THREADPOOL_MAX_THREADS];
+} read_job;
+
+static void read_words(void *ctx, size_t begin, size_t end, int ith) {
+    read_job *j = ctx;
+    const uint64_t *b = (const uint64_t *)(const void *)j->t->b, *c = (const uint64_t *)(const void *)j->t->c;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = begin / 2; i < end / 2; i += 4) { /* element i of the arrays is word i / 2 */
+        s0 += b[i] + c[i];
+        s1 += b[i + 1] + c[i + 1];
+        s2 += b[i + 2] + c[i + 2];
+        s3 += b[i + 3] + c[i + 3];
+    }
+    if (ith >= 0 && ith < LLMOPS_THREADPOOL_MAX_THREADS) j->sum[ith] += s0 + s1 + s2 + s3;
+}
+
+/* The machine's read bandwidth in bytes/s (8 bytes per element: b and c): what the weights see in
+ * generation, whose stream writes almost nothing. Best of two passes after one that warms up, as the
+ * triad; 0 if the sums are not what the arrays hold (b all 1.0f, c all 2.0f: the reads happened). */
+static double read_bw(llmops_threadpool *pool, const triad_job *t) {
+    read_job j = {t, {0}};
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        llmops_threadpool_parallel_for(pool, TRIAD_N, TRIAD_N / 256, read_words, &j);
+        double bw = 8.0 * (double)TRIAD_N / (now_s() - t0);
+        if (r > 0 && bw > best) best = bw;
+    }
+    uint64_t all = 0;
+    for (int i = 0; i < LLMOPS_THREADPOOL_MAX_THREADS; i++) all += j.sum[i];
+    const uint64_t pair = 0x3F8000003F800000ull + 0x4000000040000000ull; /* a word of b plus one of c */
+    return all == 3u * (uint64_t)(TRIAD_N / 2) * pair ? best : 0;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -99,16 +139,30 @@ static double median_of(const double *v, int n) {
     return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
-/* The bytes of file mappings in huge pages (FilePmdMapped): how much of the weights are read through them. */
-static double file_huge_bytes(void) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+/*
+ * Of the model's mapped pages, the fraction mapped through huge pages: over the read-only file mappings of
+ * 2 MiB or more (the weights; not the program's and libraries' small ones), FilePmdMapped against Rss in
+ * /proc/self/smaps. Against what the runs touched, not the file's size: a token embedding that is not
+ * also the output (TinyLlama) is read a few rows at a time. −1 where it cannot be told.
+ */
+static double weights_huge_fraction(void) {
+    FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
-    char line[256];
-    double kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "FilePmdMapped:", 14)) kb = strtod(line + 14, NULL);
+    char line[512];
+    int in = 0;
+    double rss = 0, pmd = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, inode;
+        char perms[8], dev[16];
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &lo, &hi, perms, &off, dev, &inode) == 6) {
+            in = inode != 0 && perms[0] == 'r' && perms[1] == '-' && perms[2] == '-' && hi - lo >= (2ul << 20);
+            continue;
+        }
+        if (in && !strncmp(line, "Rss:", 4)) rss += strtod(line + 4, NULL);
+        else if (in && !strncmp(line, "FilePmdMapped:", 14)) pmd += strtod(line + 14, NULL);
+    }
     fclose(f);
-    return kb < 0 ? -1 : kb * 1024.0;
+    return rss > 0 ? (pmd >= rss ? 1 : pmd / rss) : -1;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -156,7 +210,7 @@ int cmd_bench(int argc, char **argv) {
     int n_threads = llmops_threadpool_n_threads(pool);
     int64_t vocab = llmops_model_n_vocab(m);
     llmops_batch_item *b = llmops_malloc((size_t)pp * sizeof *b);
-    double best_pp = 0, best_tg = 0, tg_rep[64], bw_rep[64], peak = 0;
+    double best_pp = 0, best_tg = 0, tg_rep[64], bw_rep[64], rd_rep[64], peak = 0;
     triad_job tj = {0};
     int r = 0, have_triad = 0;
     uint64_t seed = 1;
@@ -196,31 +250,37 @@ int cmd_bench(int argc, char **argv) {
         tg_rep[rep] = tg / t;
         if (tg_rep[rep] > best_tg) best_tg = tg_rep[rep];
         bw_rep[rep] = have_triad ? triad_bw(pool, &tj) : 0;
+        rd_rep[rep] = have_triad ? read_bw(pool, &tj) : 0;
     }
     triad_free(&tj);
-    const double huge_bytes = file_huge_bytes();
+    const double huge_frac = weights_huge_fraction();
     struct stat sb;
     double mapped = stat(model, &sb) == 0 && S_ISREG(sb.st_mode) ? (double)sb.st_size
                                                                   : (double)llmops_model_weight_bytes(m);
     const llmops_arch *a = llmops_model_arch(m);
     double kv = 2.0 * (double)a->n_layers * (double)llmops_context_n_ctx(ctx) * (double)(a->n_kv_heads * a->head_dim) *
                 (cp.kv_type == LLMOPS_KV_F32 ? 4.0 : 2.0);
-    double bytes = (double)llmops_model_weight_bytes(m), frac_rep[64];
-    for (int i = 0; i < reps && !r; i++) frac_rep[i] = bw_rep[i] > 0 && bytes > 0 ? tg_rep[i] * bytes / bw_rep[i] : 0;
+    double bytes = (double)llmops_model_weight_bytes(m), frac_rep[64], rfrac_rep[64];
+    for (int i = 0; i < reps && !r; i++) {
+        frac_rep[i] = bw_rep[i] > 0 && bytes > 0 ? tg_rep[i] * bytes / bw_rep[i] : 0;
+        rfrac_rep[i] = rd_rep[i] > 0 && bytes > 0 ? tg_rep[i] * bytes / rd_rep[i] : 0;
+    }
     double bw = r ? 0 : median_of(bw_rep, reps), bound = bytes > 0 ? bw / bytes : 0;
-    double frac = r ? 0 : median_of(frac_rep, reps);
-    const double huge_frac = huge_bytes < 0 ? -1 : huge_bytes >= mapped ? 1 : huge_bytes / mapped;
+    double frac = r ? 0 : median_of(frac_rep, reps), rd = r ? 0 : median_of(rd_rep, reps);
+    double rfrac = r ? 0 : median_of(rfrac_rep, reps);
     if (!r && json) {
         printf("{\"model\": \"%s\", \"desc\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"pp\": %d, \"pp_tokens_per_s\": %.2f, "
                "\"n_batch\": %u, \"tg\": %d, \"tg_tokens_per_s\": %.2f, \"weight_bytes_per_token\": %.0f, \"triad_bytes_per_s\": %.0f, "
                "\"tg_bound_tokens_per_s\": %.2f, \"tg_fraction_of_bound\": %.3f, \"peak_rss_bytes\": %.0f, "
-               "\"mapped_bytes\": %.0f, \"kv_bytes\": %.0f, \"memory_ratio\": %.3f, \"weights_huge_page_fraction\": %.3f",
+               "\"mapped_bytes\": %.0f, \"kv_bytes\": %.0f, \"memory_ratio\": %.3f, \"weights_huge_page_fraction\": %.3f, "
+               "\"read_bytes_per_s\": %.0f, \"tg_fraction_of_read\": %.3f",
                model, llmops_model_desc(m), n_threads, llmops_kernels_isa(), pp, best_pp, cp.n_batch, tg, best_tg, bytes, bw, bound,
-               frac, peak, mapped, kv, peak / (mapped + kv), huge_frac);
-        const char *key[2] = {"tg_tokens_per_s_per_run", "triad_bytes_per_s_per_run"};
-        for (int k = 0; k < 2; k++) {
+               frac, peak, mapped, kv, peak / (mapped + kv), huge_frac, rd, rfrac);
+        const char *key[3] = {"tg_tokens_per_s_per_run", "triad_bytes_per_s_per_run", "read_bytes_per_s_per_run"};
+        const double *val[3] = {tg_rep, bw_rep, rd_rep};
+        for (int k = 0; k < 3; k++) {
             printf(", \"%s\": [", key[k]);
-            for (int i = 0; i < reps; i++) printf(k ? "%s%.0f" : "%s%.2f", i ? ", " : "", k ? bw_rep[i] : tg_rep[i]);
+            for (int i = 0; i < reps; i++) printf(k ? "%s%.0f" : "%s%.2f", i ? ", " : "", val[k][i]);
             printf("]");
         }
         printf("}\n");
@@ -233,7 +293,9 @@ int cmd_bench(int argc, char **argv) {
         printf("weights    %9.2f MB read per generated token\n", bytes / 1e6);
         printf("bound      %9.2f tokens/s; generation at %.0f%% of it (median of the runs, each against its triad)\n",
                bound, 100.0 * frac);
-        if (huge_frac >= 0) printf("huge pages %8.0f%% of the model file mapped through them\n", 100.0 * huge_frac);
+        printf("read       %9.2f GB/s (plain read after each triad, median); generation at %.0f%% of its bound\n",
+               rd / 1e9, 100.0 * rfrac);
+        if (huge_frac >= 0) printf("huge pages %8.0f%% of the weights' mapped pages\n", 100.0 * huge_frac);
         printf("memory     %9.2f MB peak resident; model file %.2f MB + KV cache %.2f MB = %.2f MB (ratio %.2f)\n",
                peak / 1e6, mapped / 1e6, kv / 1e6, (mapped + kv) / 1e6, peak / (mapped + kv));
     }

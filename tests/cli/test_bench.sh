@@ -25,6 +25,10 @@ want(len(tg) == 3 and len(bw) == 3 and min(bw) > 1e8, "one triad per run")
 want(abs(r["tg_tokens_per_s"] - max(tg)) <= 1e-2 and abs(r["triad_bytes_per_s"] - sorted(bw)[1]) <= 1, "best run, median triad")
 want(abs(r["tg_bound_tokens_per_s"] - r["triad_bytes_per_s"] / r["weight_bytes_per_token"]) <= 1e-2 * r["tg_bound_tokens_per_s"], "bound = bandwidth / bytes")
 want(abs(r["tg_fraction_of_bound"] - sorted(t * r["weight_bytes_per_token"] / b for t, b in zip(tg, bw))[1]) <= 2e-3, "fraction")
+# and a plain read (no writes) after each triad, with the fraction against it likewise
+rd = r["read_bytes_per_s_per_run"]
+want(len(rd) == 3 and min(rd) > 1e8 and abs(r["read_bytes_per_s"] - sorted(rd)[1]) <= 1, "one read per run, median read")
+want(abs(r["tg_fraction_of_read"] - sorted(t * r["weight_bytes_per_token"] / b for t, b in zip(tg, rd))[1]) <= 2e-3, "fraction of read")
 want(r["weights_huge_page_fraction"] == -1 or 0 <= r["weights_huge_page_fraction"] <= 1, "huge-page fraction")
 want(r["kv_bytes"] == kv, f"kv_bytes {r['kv_bytes']} != {kv}")
 want(r["mapped_bytes"] == os.path.getsize(sys.argv[2]), "mapped_bytes = file size")
