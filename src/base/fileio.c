@@ -127,9 +127,10 @@ static void find_small(uint8_t *p, uint8_t *state, size_t b0, size_t b1) {
  * file (SmolLM Q8_0, a file this project wrote: 11 of its 68 blocks, so decoding read 16% of its weights
  * through 4 KiB pages, which a probe of a few blocks did not see). mincore tells the blocks the cache
  * holds in part (never one 2 MiB folio) from those it holds whole, and of the whole ones find_small
- * those in small folios. Blocks not cached at all are left to the first read. Each dropped block is
- * touched at once, in order: left to the first token, some came back in small folios again (the
- * readahead of a neighbour's read). Two rounds at most. Returns the number of blocks still small.
+ * those in small folios. Those are dropped and touched at once, in order, with the blocks not cached at
+ * all: left to the first token, some came back in small folios again (the readahead of a neighbour's
+ * read). When nothing is dropped, blocks not cached are left to the first read. Two rounds at most (pages
+ * another process maps are not dropped). Returns the number of blocks still small.
  */
 static size_t recache_small_blocks(int fd, uint8_t *p, size_t size, size_t *dropped) {
     const size_t page = (size_t)sysconf(_SC_PAGESIZE), per = HUGE_BYTES / page, nb = size / HUGE_BYTES;
