@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "llmops/alloc.h"
@@ -39,6 +41,18 @@
 static int hugepages_wanted(void) {
     const char *e = getenv("LLMOPS_HUGEPAGES");
     return !(e && e[0] == '0' && !e[1]);
+}
+
+/* Whether the kernel maps anything through transparent huge pages ("never" in its setting, or no such
+ * setting: no), so that re-reading a file's blocks can get them: otherwise every load would drop and
+ * read again a file that can only ever be cached in small pages. */
+static int thp_possible(void) {
+    char buf[128] = {0};
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n > 0 && !strstr(buf, "[never]");
 }
 
 /* A fresh private anonymous mapping of size bytes (prot) at a 2 MiB aligned address, or NULL. */
@@ -98,9 +112,10 @@ static long pmd_kb(const uint8_t *p) {
 
 /*
  * Among the blocks [b0, b1) whose state is 2 (held whole by the cache), those the kernel maps through small
- * pages, marked 3: the range is unmapped (the cache stays), its whole blocks touched, and if fewer came
- * back through huge pages than were touched, each half is looked at the same way. A few reads of smaps
- * for a few such blocks, not one per block (on a 600 MB mapping each read takes about a millisecond).
+ * pages, marked 3: the range is unmapped (the cache stays), its whole blocks touched, and if some but not
+ * all came back through huge pages, each half is looked at the same way (none: all are small). A few
+ * reads of smaps for a few such blocks, not one per block (on a 600 MB mapping each read takes about a
+ * millisecond).
  */
 static void find_small(uint8_t *p, uint8_t *state, size_t b0, size_t b1) {
     size_t n = 0;
@@ -112,8 +127,9 @@ static void find_small(uint8_t *p, uint8_t *state, size_t b0, size_t b1) {
         if (state[b] == 2) (void)*(const volatile uint8_t *)(p + b * HUGE_BYTES);
     const long after = pmd_kb(p);
     if (before < 0 || after < 0 || after - before >= (long)(n * (HUGE_BYTES >> 10))) return;
-    if (b1 - b0 == 1) {
-        state[b0] = 3;
+    if (after == before || b1 - b0 == 1) { /* none of them huge (a file cached in small folios throughout) */
+        for (size_t b = b0; b < b1; b++)
+            if (state[b] == 2) state[b] = 3;
         return;
     }
     find_small(p, state, b0, b0 + (b1 - b0) / 2);
@@ -190,7 +206,10 @@ llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error 
     if (size >= HUGE_BYTES && hugepages_wanted()) {
         p = map_aligned(fd, size);
         size_t dropped = 0, left = 0;
-        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN) left = recache_small_blocks(fd, p, size, &dropped);
+        struct statfs fs; /* tmpfs and ramfs pages are the file itself: nothing to drop and read again */
+        const int in_memory = fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && thp_possible() && !in_memory)
+            left = recache_small_blocks(fd, p, size, &dropped);
         if (dropped)
             LLMOPS_INFO("%s: %zu of its 2 MiB blocks were cached in small pages and read again; %zu still are", path,
                         dropped, left);
