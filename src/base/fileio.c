@@ -110,26 +110,29 @@ static long pmd_kb(const uint8_t *p) {
     return kb;
 }
 
+/* What recache_small_blocks knows of a 2 MiB block. */
+enum { BLK_UNCACHED, BLK_PART, BLK_WHOLE, BLK_SMALL, BLK_HUGE };
+
 /*
- * Among the blocks [b0, b1) whose state is 2 (held whole by the cache), those the kernel maps through small
- * pages, marked 3: the range is unmapped (the cache stays), its whole blocks touched, and if some but not
+ * Among the blocks [b0, b1) held whole by the cache (BLK_WHOLE), those the kernel maps through small
+ * pages, marked BLK_SMALL: the range is unmapped (the cache stays), its whole blocks touched, and if some but not
  * all came back through huge pages, each half is looked at the same way (none: all are small). A few
  * reads of smaps for a few such blocks, not one per block (on a 600 MB mapping each read takes about a
  * millisecond).
  */
 static void find_small(uint8_t *p, uint8_t *state, size_t b0, size_t b1) {
     size_t n = 0;
-    for (size_t b = b0; b < b1; b++) n += state[b] == 2;
+    for (size_t b = b0; b < b1; b++) n += state[b] == BLK_WHOLE;
     if (!n) return;
     madvise(p + b0 * HUGE_BYTES, (b1 - b0) * HUGE_BYTES, MADV_DONTNEED);
     const long before = pmd_kb(p);
     for (size_t b = b0; b < b1; b++)
-        if (state[b] == 2) (void)*(const volatile uint8_t *)(p + b * HUGE_BYTES);
+        if (state[b] == BLK_WHOLE) (void)*(const volatile uint8_t *)(p + b * HUGE_BYTES);
     const long after = pmd_kb(p);
     if (before < 0 || after < 0 || after - before >= (long)(n * (HUGE_BYTES >> 10))) return;
     if (after == before || b1 - b0 == 1) { /* none of them huge (a file cached in small folios throughout) */
         for (size_t b = b0; b < b1; b++)
-            if (state[b] == 2) state[b] = 3;
+            if (state[b] == BLK_WHOLE) state[b] = BLK_SMALL;
         return;
     }
     find_small(p, state, b0, b0 + (b1 - b0) / 2);
@@ -151,30 +154,30 @@ static void find_small(uint8_t *p, uint8_t *state, size_t b0, size_t b1) {
 static size_t recache_small_blocks(int fd, uint8_t *p, size_t size, size_t *dropped) {
     const size_t page = (size_t)sysconf(_SC_PAGESIZE), per = HUGE_BYTES / page, nb = size / HUGE_BYTES;
     unsigned char *vec = nb ? malloc(nb * per) : NULL;
-    uint8_t *state = nb ? calloc(nb, 1) : NULL; /* 0: not cached, 1: cached in part, 2: whole, 3: small folios */
+    uint8_t *state = nb ? calloc(nb, 1) : NULL; /* BLK_* */
     size_t left = 0;
     *dropped = 0;
     if (!vec || !state || mincore(p, nb * HUGE_BYTES, vec) != 0) goto out;
     for (size_t b = 0; b < nb; b++) {
         size_t n = 0;
         for (size_t i = 0; i < per; i++) n += vec[b * per + i] & 1;
-        state[b] = n == 0 ? 0 : n < per ? 1 : 2;
+        state[b] = n == 0 ? BLK_UNCACHED : n < per ? BLK_PART : BLK_WHOLE;
     }
     for (int round = 0; round < 2; round++) {
         find_small(p, state, 0, nb);
         left = 0;
-        for (size_t b = 0; b < nb; b++) left += state[b] == 1 || state[b] == 3;
+        for (size_t b = 0; b < nb; b++) left += state[b] == BLK_PART || state[b] == BLK_SMALL;
         if (!left || round == 1) break;
         fdatasync(fd); /* pages still dirty (a file just written) would stay */
         for (size_t b = 0; b < nb; b++) {
-            if (state[b] != 1 && state[b] != 3) continue;
+            if (state[b] != BLK_PART && state[b] != BLK_SMALL) continue;
             madvise(p + b * HUGE_BYTES, HUGE_BYTES, MADV_DONTNEED); /* our mapping of them goes first */
             posix_fadvise(fd, (off_t)(b * HUGE_BYTES), (off_t)HUGE_BYTES, POSIX_FADV_DONTNEED);
             ++*dropped;
         }
         for (size_t b = 0; b < nb; b++) /* read back (and those not cached), and looked at again in the next round */
-            if (state[b] <= 1 || state[b] == 3) (void)*(const volatile uint8_t *)(p + b * HUGE_BYTES), state[b] = 2;
-            else if (state[b] == 2) state[b] = 4; /* already seen in huge pages */
+            if (state[b] != BLK_WHOLE) (void)*(const volatile uint8_t *)(p + b * HUGE_BYTES), state[b] = BLK_WHOLE;
+            else state[b] = BLK_HUGE; /* already seen in huge pages */
     }
 out:
     free(vec);
@@ -207,8 +210,8 @@ llmops_status llmops_mmap_open(const char *path, llmops_mmap *out, llmops_error 
         p = map_aligned(fd, size);
         size_t dropped = 0, left = 0;
         struct statfs fs; /* tmpfs and ramfs pages are the file itself: nothing to drop and read again */
-        const int in_memory = fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
-        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && thp_possible() && !in_memory)
+        if (p != MAP_FAILED && size >= HUGE_RECACHE_MIN && thp_possible() &&
+            !(fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)))
             left = recache_small_blocks(fd, p, size, &dropped);
         if (dropped)
             LLMOPS_INFO("%s: %zu of its 2 MiB blocks were cached in small pages and read again; %zu still are", path,
