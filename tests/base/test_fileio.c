@@ -220,6 +220,38 @@ static int write_small_pieces(const char *path, size_t n) {
     return close(fd) == 0 && ok;
 }
 
+/* n bytes of pattern_byte written to path by llmops_atomic_file in pieces of `piece` bytes (n a multiple
+ * of it): 1 when written and committed. */
+static int write_pattern_atomic(const char *path, size_t n, size_t piece) {
+    llmops_error err = {0};
+    llmops_atomic_file f;
+    if (llmops_atomic_file_open(&f, path, &err)) return 0;
+    uint8_t *buf = llmops_malloc(piece);
+    int ok = buf != NULL;
+    for (size_t at = 0; ok && at < n; at += piece) {
+        for (size_t i = 0; i < piece; i++) buf[i] = pattern_byte(at + i);
+        ok = llmops_atomic_file_write(&f, buf, piece, &err) == LLMOPS_OK;
+    }
+    llmops_free(buf);
+    if (!ok) {
+        llmops_atomic_file_abort(&f);
+        return 0;
+    }
+    return llmops_atomic_file_commit(&f, &err) == LLMOPS_OK;
+}
+
+/* llmops_mmap_open with the huge-page mapping, which is what is tested, whatever the caller's
+ * environment says (LLMOPS_HUGEPAGES is restored after). */
+static llmops_status mmap_open_huge(const char *path, llmops_mmap *m, llmops_error *err) {
+    const char *env = getenv("LLMOPS_HUGEPAGES");
+    char *saved = env ? llmops_strdup(env) : NULL;
+    unsetenv("LLMOPS_HUGEPAGES");
+    llmops_status st = llmops_mmap_open(path, m, err);
+    if (saved) setenv("LLMOPS_HUGEPAGES", saved, 1);
+    llmops_free(saved);
+    return st;
+}
+
 /*
  * Large files map 2 MiB aligned, with the right bytes, and through huge pages
  * where the kernel can: a file this project wrote at once, and one written in
@@ -232,16 +264,7 @@ TEST(fileio_mmap_large_file_huge_pages) {
     llmops_error err = {0};
     const size_t n = (size_t)66 << 20;
     const char *ours = test_tmpfile("ours.bin");
-    llmops_atomic_file f;
-    CHECK_OK(llmops_atomic_file_open(&f, ours, &err), err);
-    uint8_t *buf = llmops_malloc((size_t)1 << 20);
-    CHECK(buf != NULL);
-    for (size_t at = 0; at < n; at += (size_t)1 << 20) {
-        for (size_t i = 0; i < ((size_t)1 << 20); i++) buf[i] = pattern_byte(at + i);
-        CHECK_OK(llmops_atomic_file_write(&f, buf, (size_t)1 << 20, &err), err);
-    }
-    llmops_free(buf);
-    CHECK_OK(llmops_atomic_file_commit(&f, &err), err);
+    CHECK(write_pattern_atomic(ours, n, (size_t)1 << 20));
     const char *small = test_tmpfile("small.bin");
     CHECK(write_small_pieces(small, n));
 
@@ -314,24 +337,17 @@ TEST(fileio_mmap_reads_small_blocks_again) {
     llmops_error err = {0};
     const size_t H = (size_t)2 << 20, n = (size_t)66 << 20, nb = n / H;
     const char *path = test_tmpfile("blocks.bin");
-    llmops_atomic_file f;
-    CHECK_OK(llmops_atomic_file_open(&f, path, &err), err);
-    uint8_t *buf = llmops_malloc(H);
-    CHECK(buf != NULL);
-    for (size_t at = 0; at < n; at += H) {
-        for (size_t i = 0; i < H; i++) buf[i] = pattern_byte(at + i);
-        CHECK_OK(llmops_atomic_file_write(&f, buf, H, &err), err);
-    }
-    CHECK_OK(llmops_atomic_file_commit(&f, &err), err);
+    CHECK(write_pattern_atomic(path, n, H));
     const long full = (long)(nb * (H >> 10));
     if (plain_huge_kb(path, n) < full) {
-        llmops_free(buf);
         unlink(path);
         SKIP("the kernel does not map a file written in 2 MiB pieces through huge pages (THP off, no large folios)");
     }
     /* blocks 1, 9 and 30 dropped and read back in 4 KiB pieces; block 17 dropped and its first 64 KiB read */
     int fd = open(path, O_RDONLY);
     CHECK(fd >= 0);
+    uint8_t *buf = llmops_malloc(H);
+    CHECK(buf != NULL);
     const size_t small[] = {1, 9, 30, 17};
     for (size_t k = 0; k < 4; k++) {
         const off_t at = (off_t)(small[k] * H);
@@ -345,15 +361,8 @@ TEST(fileio_mmap_reads_small_blocks_again) {
         unlink(path);
         SKIP("the kernel read the small pieces back into 2 MiB folios itself");
     }
-    /* the huge-page mapping is what is tested, whatever the caller's environment says */
-    const char *env = getenv("LLMOPS_HUGEPAGES");
-    char *saved = env ? llmops_strdup(env) : NULL;
-    unsetenv("LLMOPS_HUGEPAGES");
     llmops_mmap m;
-    llmops_status st = llmops_mmap_open(path, &m, &err);
-    if (saved) setenv("LLMOPS_HUGEPAGES", saved, 1);
-    llmops_free(saved);
-    CHECK_OK(st, err);
+    CHECK_OK(mmap_open_huge(path, &m, &err), err);
     size_t bad = 0;
     for (size_t i = 0; i < n; i += 4093) bad += m.data[i] != pattern_byte(i);
     CHECK_EQ_INT((long long)bad, 0);
@@ -377,16 +386,7 @@ TEST(fileio_mmap_refills_evicted_blocks_whole) {
     llmops_error err = {0};
     const size_t H = (size_t)2 << 20, n = (size_t)80 << 20, nb = n / H;
     const char *path = test_tmpfile("evicted.bin");
-    llmops_atomic_file f;
-    CHECK_OK(llmops_atomic_file_open(&f, path, &err), err);
-    uint8_t *buf = llmops_malloc(H);
-    CHECK(buf != NULL);
-    for (size_t at = 0; at < n; at += H) {
-        for (size_t i = 0; i < H; i++) buf[i] = pattern_byte(at + i);
-        CHECK_OK(llmops_atomic_file_write(&f, buf, H, &err), err);
-    }
-    CHECK_OK(llmops_atomic_file_commit(&f, &err), err);
-    llmops_free(buf);
+    CHECK(write_pattern_atomic(path, n, H));
     const long full = (long)(nb * (H >> 10));
     int fd = open(path, O_RDONLY);
     CHECK(fd >= 0);
@@ -408,14 +408,8 @@ TEST(fileio_mmap_refills_evicted_blocks_whole) {
     }
     close(fd);
     CHECK(evicted > 0 && evicted < nb);
-    const char *env = getenv("LLMOPS_HUGEPAGES");
-    char *saved = env ? llmops_strdup(env) : NULL;
-    unsetenv("LLMOPS_HUGEPAGES");
     llmops_mmap m;
-    llmops_status st = llmops_mmap_open(path, &m, &err);
-    if (saved) setenv("LLMOPS_HUGEPAGES", saved, 1);
-    llmops_free(saved);
-    CHECK_OK(st, err);
+    CHECK_OK(mmap_open_huge(path, &m, &err), err);
     size_t bad = 0; /* read front to back, as a decode step reads its weights */
     for (size_t i = 0; i < n; i += 4093) bad += m.data[i] != pattern_byte(i);
     CHECK_EQ_INT((long long)bad, 0);
