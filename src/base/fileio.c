@@ -164,8 +164,7 @@ static size_t recache_small_blocks(int fd, uint8_t *p, size_t size, size_t *drop
     const size_t page = (size_t)sysconf(_SC_PAGESIZE), per = HUGE_BYTES / page, nb = size / HUGE_BYTES;
     unsigned char *vec = nb ? malloc(nb * per) : NULL;
     uint8_t *state = nb ? calloc(nb, 1) : NULL; /* BLK_* */
-    size_t left = 0;
-    size_t uncached = 0;
+    size_t left = 0, uncached = 0;
     *dropped = *filled = 0;
     if (!vec || !state || mincore(p, nb * HUGE_BYTES, vec) != 0) goto out;
     for (size_t b = 0; b < nb; b++) {
@@ -196,7 +195,6 @@ static size_t recache_small_blocks(int fd, uint8_t *p, size_t size, size_t *drop
             else state[b] = BLK_HUGE; /* already seen in huge pages */
         madvise(p, nb * HUGE_BYTES, MADV_RANDOM);
     }
-
     madvise(p, nb * HUGE_BYTES, MADV_NORMAL); /* readahead as before for the first reads (MADV_HUGEPAGE stays) */
 out:
     free(vec);

@@ -92,7 +92,7 @@ typedef struct {
 typedef void (*anchor_pass)(void *ctx, size_t begin, size_t end, int ith);
 
 /* The passes of fn over the arrays for `seconds` (after one not counted), bytes_per_elem a pass's
- * element; *passes: how many were counted. */
+ * element; *passes (if not NULL): how many were counted. */
 static anchor_bw anchor_run(llmops_threadpool *pool, anchor_pass fn, void *ctx, double bytes_per_elem, double seconds,
                             int *passes) {
     anchor_bw a = {0, 0};
@@ -106,14 +106,13 @@ static anchor_bw anchor_run(llmops_threadpool *pool, anchor_pass fn, void *ctx, 
         if (bw > a.peak) a.peak = bw;
     }
     a.sustained = bytes_per_elem * (double)TRIAD_N * n / (now_s() - start);
-    *passes = n;
+    if (passes) *passes = n;
     return a;
 }
 
 /* The triad's bandwidth in bytes/s (12 bytes moved per element: two reads, one write). */
 static anchor_bw triad_bw(llmops_threadpool *pool, triad_job *j, double seconds) {
-    int n;
-    return anchor_run(pool, triad, j, 12.0, seconds, &n);
+    return anchor_run(pool, triad, j, 12.0, seconds, NULL);
 }
 
 /* Sums of b's and c's 64-bit words (read, nothing written), four independent sums in registers so that
